@@ -1,0 +1,169 @@
+# evcharger: ingestd, realtimed, apid and the shared common/ library.
+# Plain GNU make. Sources are discovered by directory, so adding a module
+# never needs an edit here:
+#   common/*.c                 -> common/libcommon.a
+#   ingestd/*.c realtimed/*.c apid/*.c -> bin/<role>
+#   tests/upstream-sim/*.c     -> bin/upstream-sim
+#   tests/unit/test_*.c        -> build/tests/unit/test_*        (+ tests/testmain.c)
+#   tests/integration/test_*.c -> build/tests/integration/test_* (+ itest.c, testmain.c)
+# `make SAN=1 ...` builds everything with ASan+UBSan; a flags stamp forces a
+# full rebuild whenever the effective flags change.
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+PKGS := libevent libevent_pthreads libpq libcurl yajl hiredis libsystemd
+TEST_PKGS := check
+
+# Debian packages behind the pkg-config names above, plus the servers and
+# tools the tests, `make run` and `make bench` start.
+DEB_BUILD := build-essential pkg-config libevent-dev libpq-dev libcurl4-openssl-dev \
+	libyajl-dev libhiredis-dev libsystemd-dev check clang-format
+DEB_RUN := postgresql-15 postgresql-client-15 redis-server redis-tools curl procps \
+	wrk nginx-light
+DEB_ALL := $(DEB_BUILD) $(DEB_RUN)
+
+WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wundef -Wno-unused-parameter
+PROJECT_CFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon
+PROJECT_LDFLAGS :=
+
+ifeq ($(SAN),1)
+PROJECT_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+PROJECT_LDFLAGS += -fsanitize=address,undefined
+else ifneq ($(SAN),)
+$(error SAN must be 1 or unset, got '$(SAN)')
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread -lm
+TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
+
+ALL_CFLAGS := $(PROJECT_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS := $(PROJECT_LDFLAGS) $(LDFLAGS)
+
+B := build
+STAMP := $(B)/flags.stamp
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+LIBCOMMON := common/libcommon.a
+
+ROLES := ingestd realtimed apid
+ROLE_BINS := $(ROLES:%=bin/%)
+SIM_SRC := $(wildcard tests/upstream-sim/*.c)
+SIM_OBJ := $(SIM_SRC:%.c=$(B)/%.o)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:%.c=$(B)/%)
+ITEST_SRC := $(wildcard tests/integration/test_*.c)
+ITEST_BINS := $(ITEST_SRC:%.c=$(B)/%)
+ITEST_SUPPORT_OBJ := $(B)/tests/integration/itest.o
+TESTMAIN_OBJ := $(B)/tests/testmain.o
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+.DEFAULT_GOAL := all
+docs: all
+	docs/gen-config.sh
+
+.PHONY: docs all test test-unit test-integration run deps install clean format format-check bench fuzz help-config
+all: $(LIBCOMMON) $(ROLE_BINS) bin/upstream-sim
+
+# Rebuild everything when the effective flags change (SAN=1 <-> plain).
+$(STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+FORCE:
+
+# The version string is compiled into common/version.c alone, so a new commit
+# rebuilds one file, not everything.
+VERSION_STRING := $(VERSION) ($(GIT_REV))
+$(B)/version.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo '$(VERSION_STRING)' | cmp -s - $@ || echo '$(VERSION_STRING)' > $@
+$(B)/common/version.o: $(B)/version.stamp
+$(B)/common/version.o: ALL_CFLAGS += -DEV_VERSION='"$(VERSION_STRING)"'
+
+$(B)/%.o: %.c $(STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/tests/%.o: tests/%.c $(STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Itests -c -o $@ $<
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+role_objs = $(patsubst %.c,$(B)/%.o,$(wildcard $(1)/*.c))
+bin/ingestd: $(call role_objs,ingestd)
+bin/realtimed: $(call role_objs,realtimed)
+bin/apid: $(call role_objs,apid)
+$(ROLE_BINS): $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBCOMMON) $(PKG_LIBS)
+
+bin/upstream-sim: $(SIM_OBJ) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(SIM_OBJ) $(LIBCOMMON) $(PKG_LIBS)
+
+$(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(TESTMAIN_OBJ) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBCOMMON) $(PKG_LIBS) $(TEST_LIBS)
+
+$(B)/tests/integration/test_%: $(B)/tests/integration/test_%.o $(ITEST_SUPPORT_OBJ) $(TESTMAIN_OBJ) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBCOMMON) $(PKG_LIBS) $(TEST_LIBS)
+
+tests-build: all $(UNIT_BINS) $(ITEST_BINS)
+.PHONY: tests-build
+
+# The README's test command. TESTS=name,name runs a subset (see tests/run.sh).
+test: tests-build
+	tests/run.sh all
+
+test-unit: tests-build
+	tests/run.sh unit
+
+test-integration: tests-build
+	tests/run.sh integration
+
+# Local stack on embedded defaults: PostgreSQL and Redis in ./.run/, the
+# simulator as upstream unless UPSTREAM_KEYS names a real key. Ctrl-C stops it.
+run: all
+	deploy/dev/run-local.sh
+
+deps:
+	@missing=$$(for p in $(DEB_ALL); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: all present"; fi
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/evcharger/migrations
+	install -m 0755 $(ROLE_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 migrations/*.sql $(DESTDIR)$(PREFIX)/share/evcharger/migrations/
+
+bench: all
+	tests/bench/run-all.sh
+
+fuzz:
+	tests/fuzz/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(B) bin common/libcommon.a
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

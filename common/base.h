@@ -1,0 +1,22 @@
+/* base: the few macros every module uses; nothing with state. */
+#ifndef EV_BASE_H
+#define EV_BASE_H
+
+#include <stddef.h>
+
+#define MUSTCHECK __attribute__((warn_unused_result))
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* sysexits codes: a daemon exits only at start-up; ingestd's exit code is its
+ * report to the scheduler. */
+enum {
+	EXIT_OK = 0,
+	EXIT_USAGE = 64,       /* EX_USAGE: bad command line */
+	EXIT_DATAERR = 65,     /* EX_DATAERR */
+	EXIT_UNAVAILABLE = 69, /* EX_UNAVAILABLE: upstream or store unreachable */
+	EXIT_SOFTWARE = 70,    /* EX_SOFTWARE: internal error */
+	EXIT_TEMPFAIL = 75,    /* EX_TEMPFAIL: try again later (e.g. already running) */
+	EXIT_CONFIG = 78,      /* EX_CONFIG: a configuration value is wrong */
+};
+
+#endif

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# run.sh: the test runner behind `make test`.
+#   tests/run.sh [all|unit|integration]   (TESTS=cfg,migrate runs binaries whose
+#                                           name contains one of the words)
+# Starts one throwaway PostgreSQL and one Redis for the integration tests
+# (tests/harness/stores.sh), runs every test binary with a timeout, and always
+# stops the stores, kills what the tests left and removes the temp dir: after a
+# pass, a failure, or Ctrl-C. Prints one closing line "N passed, M failed".
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODE=${1:-all}
+B=$ROOT/build/tests
+BIN_TIMEOUT=${TEST_BINARY_TIMEOUT:-900}
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
+export TEST_ROOT=$ROOT
+# ASan/UBSan (make SAN=1): any report fails the test binary.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+TMPROOT=$(mktemp -d /tmp/evtest.XXXXXX)
+export TEST_TMPDIR=$TMPROOT/tmp
+mkdir -p "$TEST_TMPDIR" "$TMPROOT/logs"
+chmod 0755 "$TMPROOT"
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	# private stores started by itest live under TEST_TMPDIR; stop them all
+	for d in "$TMPROOT/stores" "$TEST_TMPDIR"/*/; do
+		[ -d "$d" ] && "$ROOT/tests/harness/stores.sh" stop "$d" >/dev/null 2>&1
+	done
+	# anything a test spawned that still runs (its argv names our temp dir)
+	pkill -KILL -f -- "$TMPROOT" 2>/dev/null
+	sleep 0.2
+	pkill -KILL -f -- "$TMPROOT" 2>/dev/null
+	rm -rf "$TMPROOT"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+selected() {
+	local name=$1
+	[ -z "${TESTS:-}" ] && return 0
+	local w
+	IFS=, read -ra words <<<"$TESTS"
+	for w in "${words[@]}"; do [[ $name == *"$w"* ]] && return 0; done
+	return 1
+}
+
+passed=0 failed=0 failed_bins=()
+run_bin() {
+	local bin=$1 name log
+	name=$(basename "$bin")
+	selected "$name" || return 0
+	log=$TMPROOT/logs/$name.log
+	echo "== $name"
+	timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" >"$log" 2>&1
+	local rc=$?
+	local line p f
+	line=$(grep -E '^RESULT ' "$log" | tail -n 1)
+	p=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<<"$line")
+	f=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line")
+	p=${p:-0} f=${f:-0}
+	if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log"; then
+		echo "   sanitizer report in $name" && f=$((f + 1))
+	fi
+	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crash or timeout without a summary
+	passed=$((passed + p)) failed=$((failed + f))
+	grep -E '^[0-9]+%: Checks' "$log" | sed 's/^/   /'
+	if [ "$f" -ne 0 ]; then
+		failed_bins+=("$name")
+		grep -vE '^(RESULT|Running suite)' "$log" | tail -n 40 | sed 's/^/   | /'
+	fi
+}
+
+if [ "$MODE" = all ] || [ "$MODE" = unit ]; then
+	for bin in "$B"/unit/test_*; do [ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"; done
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
+	mkdir -p "$TMPROOT/stores"
+	TEST_PG_URL=$("$ROOT/tests/harness/stores.sh" pg-start "$TMPROOT/stores") || exit 1
+	TEST_REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMPROOT/stores") || exit 1
+	export TEST_PG_URL TEST_REDIS_URL
+	echo "stores: $TEST_PG_URL $TEST_REDIS_URL"
+	for bin in "$B"/integration/test_*; do [ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"; done
+fi
+
+echo
+[ ${#failed_bins[@]} -eq 0 ] || echo "failing: ${failed_bins[*]}"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
