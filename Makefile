@@ -33,11 +33,20 @@ WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
 PROJECT_CFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon
 PROJECT_LDFLAGS :=
 
+# The sanitizer build lives in its own tree (build/san/, binaries in
+# build/san/bin), so plain and SAN builds never overwrite each other.
 ifeq ($(SAN),1)
 PROJECT_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 PROJECT_LDFLAGS += -fsanitize=address,undefined
+B := build/san
+BIN := build/san/bin
+LIBCOMMON := build/san/libcommon.a
 else ifneq ($(SAN),)
 $(error SAN must be 1 or unset, got '$(SAN)')
+else
+B := build
+BIN := bin
+LIBCOMMON := common/libcommon.a
 endif
 
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
@@ -48,15 +57,13 @@ TEST_LIBS := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
 ALL_CFLAGS := $(PROJECT_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS := $(PROJECT_LDFLAGS) $(LDFLAGS)
 
-B := build
 STAMP := $(B)/flags.stamp
 
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
-LIBCOMMON := common/libcommon.a
 
 ROLES := ingestd realtimed apid
-ROLE_BINS := $(ROLES:%=bin/%)
+ROLE_BINS := $(ROLES:%=$(BIN)/%)
 SIM_SRC := $(wildcard tests/upstream-sim/*.c)
 SIM_OBJ := $(SIM_SRC:%.c=$(B)/%.o)
 
@@ -74,7 +81,7 @@ docs: all
 	docs/gen-config.sh
 
 .PHONY: docs all test test-unit test-integration run deps install clean format format-check bench fuzz help-config
-all: $(LIBCOMMON) $(ROLE_BINS) bin/upstream-sim
+all: $(LIBCOMMON) $(ROLE_BINS) $(BIN)/upstream-sim
 
 # Rebuild everything when the effective flags change (SAN=1 <-> plain).
 $(STAMP): FORCE
@@ -104,14 +111,14 @@ $(LIBCOMMON): $(COMMON_OBJ)
 	ar rcs $@ $^
 
 role_objs = $(patsubst %.c,$(B)/%.o,$(wildcard $(1)/*.c))
-bin/ingestd: $(call role_objs,ingestd)
-bin/realtimed: $(call role_objs,realtimed)
-bin/apid: $(call role_objs,apid)
+$(BIN)/ingestd: $(call role_objs,ingestd)
+$(BIN)/realtimed: $(call role_objs,realtimed)
+$(BIN)/apid: $(call role_objs,apid)
 $(ROLE_BINS): $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBCOMMON) $(PKG_LIBS)
 
-bin/upstream-sim: $(SIM_OBJ) $(LIBCOMMON)
+$(BIN)/upstream-sim: $(SIM_OBJ) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(SIM_OBJ) $(LIBCOMMON) $(PKG_LIBS)
 
@@ -125,14 +132,15 @@ tests-build: all $(UNIT_BINS) $(ITEST_BINS)
 .PHONY: tests-build
 
 # The README's test command. TESTS=name,name runs a subset (see tests/run.sh).
+TEST_ENV := TEST_BIN=$(abspath $(BIN)) TEST_BUILD=$(abspath $(B))
 test: tests-build
-	tests/run.sh all
+	$(TEST_ENV) tests/run.sh all
 
 test-unit: tests-build
-	tests/run.sh unit
+	$(TEST_ENV) tests/run.sh unit
 
 test-integration: tests-build
-	tests/run.sh integration
+	$(TEST_ENV) tests/run.sh integration
 
 # Local stack on embedded defaults: PostgreSQL and Redis in ./.run/, the
 # simulator as upstream unless UPSTREAM_KEYS names a real key. Ctrl-C stops it.
@@ -164,6 +172,6 @@ format-check:
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(B) bin common/libcommon.a
+	rm -rf build bin common/libcommon.a
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

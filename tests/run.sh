@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: the test runner behind `make test`.
-#   tests/run.sh [all|unit|integration]   (TESTS=cfg,migrate runs binaries whose
+#   tests/run.sh [all|unit|integration]   (make test / make test SAN=1 set
+#                                           TEST_BIN and TEST_BUILD)
+#   (TESTS=cfg,migrate runs binaries whose
 #                                           name contains one of the words)
 # Starts one throwaway PostgreSQL and one Redis for the integration tests
 # (tests/harness/stores.sh), runs every test binary with a timeout, and always
@@ -10,7 +12,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:-all}
-B=$ROOT/build/tests
+B=${TEST_BUILD:-$ROOT/build}/tests
+export TEST_BIN=${TEST_BIN:-$ROOT/bin}
 BIN_TIMEOUT=${TEST_BINARY_TIMEOUT:-900}
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-60}
 export TEST_ROOT=$ROOT

@@ -134,7 +134,11 @@ const char *itest_env(const char *name)
 const char *itest_bin(const char *name)
 {
 	static __thread char path[4096];
-	snprintf(path, sizeof(path), "%s/bin/%s", itest_env("TEST_ROOT"), name);
+	const char *dir = getenv("TEST_BIN");
+	if (dir && *dir)
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+	else
+		snprintf(path, sizeof(path), "%s/bin/%s", itest_env("TEST_ROOT"), name);
 	return path;
 }
 

@@ -5,7 +5,8 @@
  * small HTTP and store clients.
  *
  * Environment set by tests/run.sh:
- *   TEST_ROOT      repository root (bin/, migrations/, tests/data/)
+ *   TEST_ROOT      repository root (migrations/, tests/data/)
+ *   TEST_BIN       the binaries under test (bin/, or build/san/bin for SAN=1)
  *   TEST_TMPDIR    this run's scratch dir (removed by run.sh)
  *   TEST_PG_URL    superuser URL of the shared throwaway PostgreSQL
  *   TEST_REDIS_URL URL of the shared throwaway Redis (tests use their own db
@@ -20,7 +21,7 @@
 
 /* The variable's value; fails the test when unset. */
 const char *itest_env(const char *name);
-/* "$TEST_ROOT/bin/<name>" in a static buffer per call site's use; copy it. */
+/* "$TEST_BIN/<name>" in a per-thread static buffer, overwritten by the next call. */
 const char *itest_bin(const char *name);
 /* "$TEST_ROOT/<relative>". Caller frees. */
 char *itest_path(const char *relative);
