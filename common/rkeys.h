@@ -1,0 +1,110 @@
+/* rkeys: the Redis key layout and value formats, in one place.
+ * realtimed writes these keys, apid and ingestd read them; no other file
+ * spells a key. Every key starts with "ev:" so one Redis can be shared and
+ * an operator can SCAN MATCH ev:* safely.
+ *
+ *   ev:st:{statId}          HASH  one field per charger of the station:
+ *                                 field chgerId, value "<stat>:<statUpdDt>"
+ *                                 (status code 1..9, update time as Unix
+ *                                 seconds UTC), e.g. "2:1732500000". A status
+ *                                 is written only when its time is newer than
+ *                                 the stored one (a Lua script compares).
+ *   ev:av:{statId}          STRING "<standby>:<total>:<quick_standby>": the
+ *                                 station's availability, rewritten with the
+ *                                 hash in the same script.
+ *   ev:changes              STREAM one entry per applied change, fields
+ *                                 s=statId c=chgerId st=stat t=statUpdDt
+ *                                 (Unix s); XADD MAXLEN ~ RKEYS_CHANGES_MAXLEN.
+ *   ev:heartbeat            HASH  realtimed's last successful poll:
+ *                                 poll_ok_ms (Unix ms), lag_s (seconds the
+ *                                 newest applied status trails now), sweep_ok_ms
+ *                                 (last full sweep), instance (lease token).
+ *   ev:lease                STRING the active realtimed's random token, SET NX
+ *                                 PX; every write batch checks it first.
+ *   ev:cg:{statId}:{chgerId} STRING congestion counters: 168 slots
+ *                                 (weekday 0=Monday..6 x hour 0..23, Korea
+ *                                 time), slot i holding two big-endian u16
+ *                                 (samples, uses) at u16 index 2i and 2i+1;
+ *                                 written with BITFIELD ... OVERFLOW SAT
+ *                                 INCRBY u16 #n, read with GET. 672 bytes of
+ *                                 value: under 1 KiB per charger all told.
+ */
+#ifndef EV_RKEYS_H
+#define EV_RKEYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define RKEYS_PREFIX "ev:"
+#define RKEYS_STATION_PREFIX "ev:st:"
+#define RKEYS_AVAIL_PREFIX "ev:av:"
+#define RKEYS_CONGESTION_PREFIX "ev:cg:"
+#define RKEYS_CHANGES "ev:changes"
+#define RKEYS_HEARTBEAT "ev:heartbeat"
+#define RKEYS_LEASE "ev:lease"
+
+/* The change stream keeps about this many entries (XADD MAXLEN ~): at a
+ * change a second, over a day of history for followers that fall behind. */
+#define RKEYS_CHANGES_MAXLEN 100000
+
+/* 7 weekdays x 24 hours. */
+#define RKEYS_CONGESTION_SLOTS 168
+#define RKEYS_CONGESTION_BYTES (RKEYS_CONGESTION_SLOTS * 2 * 2)
+
+/* Longest key: prefix + 8-char statId (upstream ids are 8; allow slack) +
+ * ':' + chgerId. Callers use a char[RKEYS_KEY_MAX]. */
+#define RKEYS_KEY_MAX 96
+
+static inline int rkeys_station(char *out, size_t outlen, const char *stat_id)
+{
+	return snprintf(out, outlen, RKEYS_STATION_PREFIX "%s", stat_id);
+}
+
+static inline int rkeys_avail(char *out, size_t outlen, const char *stat_id)
+{
+	return snprintf(out, outlen, RKEYS_AVAIL_PREFIX "%s", stat_id);
+}
+
+static inline int rkeys_congestion(char *out, size_t outlen, const char *stat_id,
+				   const char *chger_id)
+{
+	return snprintf(out, outlen, RKEYS_CONGESTION_PREFIX "%s:%s", stat_id, chger_id);
+}
+
+/* Slot of a Korea-time weekday (0=Monday) and hour. */
+static inline int rkeys_congestion_slot(int weekday, int hour)
+{
+	return weekday * 24 + hour;
+}
+
+/* A charger's live status value: "<stat>:<unix seconds>". */
+static inline int rkeys_status_format(char *out, size_t outlen, int stat, int64_t updated_unix)
+{
+	return snprintf(out, outlen, "%d:%lld", stat, (long long)updated_unix);
+}
+
+static inline bool rkeys_status_parse(const char *text, int *stat, int64_t *updated_unix)
+{
+	char *end = NULL;
+	long code = strtol(text, &end, 10);
+	if (end == text || *end != ':' || code < 0 || code > 99)
+		return false;
+	const char *rest = end + 1;
+	long long when = strtoll(rest, &end, 10);
+	if (end == rest || *end)
+		return false;
+	*stat = (int)code;
+	*updated_unix = when;
+	return true;
+}
+
+/* Availability value: "<standby>:<total>:<quick_standby>". */
+static inline bool rkeys_avail_parse(const char *text, int *standby, int *total, int *quick_standby)
+{
+	return sscanf(text, "%d:%d:%d", standby, total, quick_standby) == 3;
+}
+
+#endif
