@@ -154,10 +154,24 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all present"; fi
 
+# Units go where systemd looks for a /usr/local install; @PREFIX@ in them
+# becomes the real prefix. Example settings land beside the real ones
+# (/etc/evcharger/<role>.env is the operator's, never overwritten).
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/evcharger/migrations
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/evcharger/migrations \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/evcharger $(DESTDIR)$(PREFIX)/share/doc/evcharger
 	install -m 0755 $(ROLE_BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/*.sql $(DESTDIR)$(PREFIX)/share/evcharger/migrations/
+	for unit in deploy/systemd/*.service deploy/systemd/*.socket deploy/systemd/*.timer; do \
+		sed 's|@PREFIX@|$(PREFIX)|g' $$unit > $(DESTDIR)$(UNITDIR)/$$(basename $$unit) && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$unit) || exit 1; \
+	done
+	for env in deploy/env/*.env; do \
+		install -m 0640 $$env $(DESTDIR)$(SYSCONFDIR)/evcharger/$$(basename $$env).example || exit 1; \
+	done
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/evcharger/
 
 bench: all
 	tests/bench/run-all.sh

@@ -30,3 +30,23 @@ HEAD
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 echo "wrote $out"
+
+# deploy/env/<role>.env: the commented example EnvironmentFile per role that
+# make install puts in /etc/evcharger/ (every key, at its default, commented).
+mkdir -p "$ROOT/deploy/env"
+for role in ingestd realtimed apid; do
+	env_out=$ROOT/deploy/env/$role.env
+	{
+		printf '# /etc/evcharger/%s.env: settings of %s (EnvironmentFile= of its units).\n' "$role" "$role"
+		printf '# Every key at its default, commented out; see docs/config.md.\n'
+		printf '# Keep this file mode 0640, owner root, group evcharger: it holds secrets.\n'
+		"$ROOT/bin/$role" --help-config | awk -F' [|] ' 'NR > 2 {
+			key = $1; sub(/^[|] `/, "", key); sub(/`$/, "", key)
+			def = $4; gsub(/`/, "", def); if (def == "(empty)") def = ""
+			doc = $6; sub(/ [|]$/, "", doc)
+			printf "\n# %s (%s%s)\n#%s=%s\n", doc, $2, ($5 == "yes" ? ", reloads on SIGHUP" : ""), key, def
+		}'
+	} >"$env_out.tmp"
+	mv "$env_out.tmp" "$env_out"
+	echo "wrote $env_out"
+done
