@@ -24,6 +24,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMPROOT=$(mktemp -d /tmp/evtest.XXXXXX)
 export TEST_TMPDIR=$TMPROOT/tmp
 mkdir -p "$TEST_TMPDIR" "$TMPROOT/logs"
+echo "harness: $TMPROOT"
 chmod 0755 "$TMPROOT"
 
 cleanup() {
