@@ -118,9 +118,11 @@ $(ROLE_BINS): $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBCOMMON) $(PKG_LIBS)
 
-$(BIN)/upstream-sim: $(SIM_OBJ) $(LIBCOMMON)
+# The simulator links no common/ code: a misreading of the wire format in
+# common/ must not be mirrored by the simulator (it uses base.h macros only).
+$(BIN)/upstream-sim: $(SIM_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(SIM_OBJ) $(LIBCOMMON) $(PKG_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(SIM_OBJ) $(PKG_LIBS)
 
 $(B)/tests/unit/test_%: $(B)/tests/unit/test_%.o $(TESTMAIN_OBJ) $(LIBCOMMON)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBCOMMON) $(PKG_LIBS) $(TEST_LIBS)
