@@ -23,7 +23,7 @@ TEST_PKGS := check
 # Debian packages behind the pkg-config names above, plus the servers and
 # tools the tests, `make run` and `make bench` start.
 DEB_BUILD := build-essential pkg-config libevent-dev libpq-dev libcurl4-openssl-dev \
-	libyajl-dev libhiredis-dev libsystemd-dev check clang-format
+	libyajl-dev libhiredis-dev libsystemd-dev check clang-format clang libclang-rt-14-dev
 DEB_RUN := postgresql-15 postgresql-client-15 redis-server redis-tools curl procps \
 	wrk nginx-light
 DEB_ALL := $(DEB_BUILD) $(DEB_RUN)
@@ -74,13 +74,20 @@ ITEST_BINS := $(ITEST_SRC:%.c=$(B)/%)
 ITEST_SUPPORT_OBJ := $(B)/tests/integration/itest.o
 TESTMAIN_OBJ := $(B)/tests/testmain.o
 
+# libFuzzer harnesses: clang, common/ rebuilt with fuzzer instrumentation in
+# build/fuzz (warnings shown, not fatal: clang's set differs from gcc's).
+FUZZ_CC ?= clang
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_COMMON_OBJ := $(COMMON_SRC:%.c=build/fuzz/%.o)
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Icommon \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS)
 
 .DEFAULT_GOAL := all
 docs: all
 	docs/gen-config.sh
 
-.PHONY: docs all test test-unit test-integration run deps install clean format format-check bench fuzz help-config
+.PHONY: fuzz-build docs all test test-unit test-integration run deps install clean format format-check bench fuzz help-config
 all: $(LIBCOMMON) $(ROLE_BINS) $(BIN)/upstream-sim
 
 # Rebuild everything when the effective flags change (SAN=1 <-> plain).
@@ -178,7 +185,18 @@ install: all
 bench: all
 	tests/bench/run-all.sh
 
-fuzz:
+build/fuzz/common/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+build/fuzz/libcommon.a: $(FUZZ_COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libcommon.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libcommon.a $(PKG_LIBS)
+fuzz-build: $(FUZZ_BINS)
+
+# FUZZ_SECONDS=N per harness (default 60).
+fuzz: fuzz-build
 	tests/fuzz/run.sh
 
 format:
