@@ -15,10 +15,22 @@
  *   ev:changes              STREAM one entry per applied change, fields
  *                                 s=statId c=chgerId st=stat t=statUpdDt
  *                                 (Unix s); XADD MAXLEN ~ RKEYS_CHANGES_MAXLEN.
- *   ev:heartbeat            HASH  realtimed's last successful poll:
- *                                 poll_ok_ms (Unix ms), lag_s (seconds the
- *                                 newest applied status trails now), sweep_ok_ms
- *                                 (last full sweep), instance (lease token).
+ *   ev:qk:{statId}          SET   the station's quick chargers (chgerIds of
+ *                                 output >= MODEL_QUICK_KW, from getChargerInfo);
+ *                                 absent when it has none. realtimed keeps it
+ *                                 for the quick_standby count of ev:av.
+ *   ev:heartbeat            HASH  realtimed's progress:
+ *                                 poll_ok_ms (Unix ms: start of the last
+ *                                 complete poll or sweep, whose every status
+ *                                 is in Redis; a poll's window reaches back
+ *                                 from there), lag_s (seconds the newest
+ *                                 known status trails now), sweep_ok_ms (start
+ *                                 of the last complete full sweep), instance
+ *                                 (lease token of the writer), poll_err_ms and
+ *                                 poll_error (last failed poll, one line),
+ *                                 sample_started / sample_done (Unix s of the
+ *                                 congestion sample begun / finished last),
+ *                                 samples (samples finished, ever).
  *   ev:lease                STRING the active realtimed's random token, SET NX
  *                                 PX; every write batch checks it first.
  *   ev:cg:{statId}:{chgerId} STRING congestion counters: 168 slots
@@ -26,8 +38,14 @@
  *                                 time), slot i holding two big-endian u16
  *                                 (samples, uses) at u16 index 2i and 2i+1;
  *                                 written with BITFIELD ... OVERFLOW SAT
- *                                 INCRBY u16 #n, read with GET. 672 bytes of
- *                                 value: under 1 KiB per charger all told.
+ *                                 INCRBY u16 #n, read with GET. Then one
+ *                                 big-endian u32 at u32 index 168 (byte 672):
+ *                                 the Unix second of the last sample counted,
+ *                                 so a sample retried or resumed by another
+ *                                 instance never counts twice. 676 bytes of
+ *                                 value, created at full size (SET of zeros:
+ *                                 BITFIELD growing a string would allocate
+ *                                 twice that): under 1 KiB per charger all told.
  */
 #ifndef EV_RKEYS_H
 #define EV_RKEYS_H
@@ -41,6 +59,7 @@
 #define RKEYS_PREFIX "ev:"
 #define RKEYS_STATION_PREFIX "ev:st:"
 #define RKEYS_AVAIL_PREFIX "ev:av:"
+#define RKEYS_QUICK_PREFIX "ev:qk:"
 #define RKEYS_CONGESTION_PREFIX "ev:cg:"
 #define RKEYS_CHANGES "ev:changes"
 #define RKEYS_HEARTBEAT "ev:heartbeat"
@@ -53,6 +72,9 @@
 /* 7 weekdays x 24 hours. */
 #define RKEYS_CONGESTION_SLOTS 168
 #define RKEYS_CONGESTION_BYTES (RKEYS_CONGESTION_SLOTS * 2 * 2)
+/* u32 index of the last-sample marker, and the whole value's size. */
+#define RKEYS_CONGESTION_MARK_U32 (RKEYS_CONGESTION_BYTES / 4)
+#define RKEYS_CONGESTION_VALUE_BYTES (RKEYS_CONGESTION_BYTES + 4)
 
 /* Longest key: prefix + 8-char statId (upstream ids are 8; allow slack) +
  * ':' + chgerId. Callers use a char[RKEYS_KEY_MAX]. */
@@ -66,6 +88,11 @@ static inline int rkeys_station(char *out, size_t outlen, const char *stat_id)
 static inline int rkeys_avail(char *out, size_t outlen, const char *stat_id)
 {
 	return snprintf(out, outlen, RKEYS_AVAIL_PREFIX "%s", stat_id);
+}
+
+static inline int rkeys_quick(char *out, size_t outlen, const char *stat_id)
+{
+	return snprintf(out, outlen, RKEYS_QUICK_PREFIX "%s", stat_id);
 }
 
 static inline int rkeys_congestion(char *out, size_t outlen, const char *stat_id,

@@ -1,0 +1,87 @@
+/* table: realtimed's memory of every charger it has seen: the newest status
+ * and update time, whether the charger is quick (known only from a full
+ * sweep), and whether that state still has to reach Redis.
+ *
+ * The table is the write queue too: an update that is newer than what the
+ * table holds marks the entry dirty and appends it to a FIFO; the writer
+ * (apply.c) takes dirty entries in order, and puts them back when a write
+ * fails. So memory is one entry per charger (48 bytes), never a queue
+ * that grows with the upstream's speed, and "re-apply the last sweep"
+ * after Redis lost its data is marking every entry dirty.
+ *
+ * Open addressing over a power-of-two slot array of entry indexes; entries
+ * live in one growable array and are never removed (a charger that
+ * disappears from the upstream keeps its last state until the process
+ * restarts). Single-threaded. */
+#ifndef REALTIMED_TABLE_H
+#define REALTIMED_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "base.h"
+
+/* Longest ids kept (record.c's limits: statId 20, chgerId 10). */
+#define TABLE_STAT_ID_MAX  20
+#define TABLE_CHGER_ID_MAX 10
+
+enum {
+	TABLE_QUICK_KNOWN = 1u << 0, /* quickness came from a getChargerInfo item */
+	TABLE_QUICK = 1u << 1,	     /* output >= MODEL_QUICK_KW */
+	TABLE_SEED = 1u << 2,	     /* dirtied by a sweep or a re-apply: a first
+					sight in Redis is no change for the stream */
+	TABLE_DIRTY = 1u << 3,	     /* queued for Redis */
+};
+
+struct table_entry {
+	char stat_id[TABLE_STAT_ID_MAX + 1];
+	char chger_id[TABLE_CHGER_ID_MAX + 1];
+	int64_t updated; /* statUpdDt, Unix seconds */
+	uint8_t stat;	 /* enum model_status */
+	uint8_t flags;
+	uint32_t next_dirty; /* FIFO link: index + 1, 0 = end */
+};
+
+/* One status as an upstream item gave it. */
+struct table_item {
+	const char *stat_id, *chger_id;
+	size_t stat_id_len, chger_id_len;
+	int stat;
+	int64_t updated;
+	bool quick_known, quick;
+	bool from_sweep;
+};
+
+enum table_put {
+	TABLE_NEWER,  /* stored and queued for Redis */
+	TABLE_KEPT,   /* not newer than what the table holds: nothing to do */
+	TABLE_BAD_ID, /* an id longer than the limits, or empty */
+	TABLE_NO_MEMORY,
+};
+
+struct table;
+
+struct table *table_new(void) MUSTCHECK;
+void table_free(struct table *t);
+
+enum table_put table_put(struct table *t, const struct table_item *item) MUSTCHECK;
+/* The entry of a charger, or NULL. */
+const struct table_entry *table_find(const struct table *t, const char *stat_id,
+				     const char *chger_id);
+
+/* Take the oldest dirty entry (its DIRTY flag cleared): its index, or -1. */
+long table_take_dirty(struct table *t);
+/* Queue an entry again (a write failed); no-op when already queued. */
+void table_requeue(struct table *t, long index);
+/* Queue every entry, as seeds (Redis lost its data). */
+void table_mark_all_dirty(struct table *t);
+
+const struct table_entry *table_at(const struct table *t, long index);
+size_t table_count(const struct table *t);
+size_t table_dirty_count(const struct table *t);
+/* The newest statUpdDt held (0 when empty). */
+int64_t table_newest(const struct table *t);
+
+#endif
