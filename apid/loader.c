@@ -1,0 +1,468 @@
+#include "loader.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "pgx.h"
+
+/* Backoff between connection attempts: from 0.5 s doubling to 10 s. */
+#define RETRY_FIRST_MS 500
+#define RETRY_MAX_MS   10000
+/* A repeated failure is logged again after this long. */
+#define REPEAT_LOG_MS 60000
+
+/* One REPEATABLE READ snapshot for the whole build: stations and chargers
+ * from the same committed state (on a replica too: no half-replayed load). */
+static const char sql_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/* The newest finished master-data load; its id changes when a load lands. */
+static const char sql_last_run[] = "SELECT coalesce(max(id), 0) FROM ingest_run "
+				   "WHERE job = '" LOADER_JOB "' AND status IN ('ok', 'partial')";
+
+/* Plain scans in any order: the builder sorts (cheaper than the server's
+ * sort of whole rows), and date_part is a double where extract() would be
+ * numeric arithmetic per row. Stations that lost every charger are dropped
+ * by the builder. */
+static const char sql_stations[] =
+	"SELECT stat_id, name, addr, location, use_time, lat, lng, busi_id, bnm, busi_nm, "
+	"busi_call, zcode, parking_free, limit_yn, limit_detail, note "
+	"FROM station WHERE deleted_at IS NULL";
+
+static const char sql_chargers[] = "SELECT stat_id, chger_id, chger_type, output_kw, method, stat, "
+				   "date_part('epoch', stat_upd_dt)::bigint "
+				   "FROM charger WHERE deleted_at IS NULL";
+
+/* What the loader thread and the rest share. */
+struct loader {
+	struct loader_config cfg; /* strings borrowed from the caller */
+	char *listen_sql;	  /* "LISTEN <quoted channel>", or NULL */
+	loader_publish_fn publish;
+	void *publish_arg;
+	pthread_t thread;
+	bool started;
+	int wake_fd; /* eventfd: stop or rebuild request */
+	atomic_bool stop;
+	atomic_bool requested;
+	atomic_bool connected;
+	const struct meters *meters; /* borrowed */
+	/* thread-only state */
+	PGconn *conn;
+	int64_t last_run_id; /* -1: not read yet */
+	uint64_t builds;
+	bool have_model;
+	bool notified;
+	int64_t retry_ms;
+	char last_error[512];
+	int64_t last_error_logged_ms;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Log a failure once per distinct text, or again after REPEAT_LOG_MS. */
+static void failure(struct loader *l, const char *what, const char *why)
+{
+	char text[512];
+	snprintf(text, sizeof(text), "%s: %s", what, why);
+	int64_t now = now_ms();
+	if (strcmp(text, l->last_error) != 0 || now - l->last_error_logged_ms > REPEAT_LOG_MS) {
+		log_warn("read model: %s", text);
+		snprintf(l->last_error, sizeof(l->last_error), "%s", text);
+		l->last_error_logged_ms = now;
+	}
+	metric_inc(l->meters->pg_errors);
+}
+
+/* ---- building ---- */
+
+static const char *field(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static int boolean(const PGresult *res, int row, int col)
+{
+	const char *v = field(res, row, col);
+	return v ? v[0] == 't' : -1;
+}
+
+typedef bool (*row_fn)(void *arg, const PGresult *res, int row, char *err, size_t errlen);
+
+/* Rows fetched per round trip: a few MB of result at a time, whatever the
+ * table size (single-row mode would build a whole PGresult per row). */
+#define FETCH_ROWS "20000"
+
+/* Run a query through a cursor (inside the build's transaction), calling
+ * fn for every row. */
+static bool stream_rows(PGconn *conn, const char *sql, row_fn fn, void *arg, char *err,
+			size_t errlen)
+{
+	struct buf declare = BUF_INIT;
+	buf_puts(&declare, "DECLARE apid_rows NO SCROLL CURSOR FOR ");
+	buf_puts(&declare, sql);
+	struct pgx_err e;
+	PGresult *res = buf_ok(&declare) ? pgx_exec(conn, buf_cstr(&declare), 0, NULL, &e) : NULL;
+	buf_free(&declare);
+	if (!res) {
+		snprintf(err, errlen, "%s", e.msg);
+		return false;
+	}
+	PQclear(res);
+	bool ok = true;
+	for (;;) {
+		res = pgx_exec(conn, "FETCH " FETCH_ROWS " FROM apid_rows", 0, NULL, &e);
+		if (!res) {
+			snprintf(err, errlen, "%s", e.msg);
+			return false;
+		}
+		int n = PQntuples(res);
+		for (int r = 0; r < n && ok; r++)
+			ok = fn(arg, res, r, err, errlen);
+		PQclear(res);
+		if (!ok || n == 0)
+			break;
+	}
+	res = pgx_exec(conn, "CLOSE apid_rows", 0, NULL, &e);
+	PQclear(res);
+	return ok;
+}
+
+static bool station_row(void *arg, const PGresult *res, int row_no, char *err, size_t errlen)
+{
+	struct snap_station_row row = {
+		.stat_id = field(res, row_no, 0),
+		.name = field(res, row_no, 1),
+		.addr = field(res, row_no, 2),
+		.location = field(res, row_no, 3),
+		.use_time = field(res, row_no, 4),
+		.lat = strtod(PQgetvalue(res, row_no, 5), NULL),
+		.lng = strtod(PQgetvalue(res, row_no, 6), NULL),
+		.busi_id = field(res, row_no, 7),
+		.bnm = field(res, row_no, 8),
+		.busi_nm = field(res, row_no, 9),
+		.busi_call = field(res, row_no, 10),
+		.zcode = field(res, row_no, 11),
+		.parking_free = boolean(res, row_no, 12),
+		.limit_yn = boolean(res, row_no, 13),
+		.limit_detail = field(res, row_no, 14),
+		.note = field(res, row_no, 15),
+	};
+	return snap_builder_station(arg, &row, err, errlen);
+}
+
+/* numeric(8,2) text ("50.00", "7") in hundredths of a kW. */
+static int32_t centi_kw(const char *text)
+{
+	if (!text)
+		return SNAP_KW_UNKNOWN;
+	char *end = NULL;
+	long whole = strtol(text, &end, 10);
+	long cents = 0;
+	if (*end == '.') {
+		const char *d = end + 1;
+		cents = (d[0] >= '0' && d[0] <= '9' ? (d[0] - '0') * 10 : 0) +
+			(d[0] && d[1] >= '0' && d[1] <= '9' ? d[1] - '0' : 0);
+	}
+	return whole < 0 ? SNAP_KW_UNKNOWN : (int32_t)(whole * 100 + cents);
+}
+
+static bool charger_row(void *arg, const PGresult *res, int row_no, char *err, size_t errlen)
+{
+	const char *stat = field(res, row_no, 5), *upd = field(res, row_no, 6);
+	struct snap_charger_row row = {
+		.stat_id = field(res, row_no, 0),
+		.chger_id = field(res, row_no, 1),
+		.chger_type = field(res, row_no, 2),
+		.output_ckw = centi_kw(field(res, row_no, 3)),
+		.method = field(res, row_no, 4),
+		.stat = stat ? (int)strtol(stat, NULL, 10) : MODEL_STATUS_UNKNOWN,
+		.stat_upd_unix = upd ? strtoll(upd, NULL, 10) : 0,
+	};
+	return snap_builder_charger(arg, &row, err, errlen);
+}
+
+static bool exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+	struct pgx_err e;
+	PGresult *res = pgx_exec(conn, sql, 0, NULL, &e);
+	if (!res) {
+		snprintf(err, errlen, "%s", e.msg);
+		return false;
+	}
+	PQclear(res);
+	return true;
+}
+
+static struct snap *build(PGconn *conn, int64_t *run_id, char *err, size_t errlen)
+{
+	struct timespec t0, t1, c0, c1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	struct snap_builder *b = snap_builder_new();
+	struct snap *s = NULL;
+	struct pgx_err e;
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!exec_ok(conn, sql_begin, err, errlen))
+		goto fail;
+	int64_t id = 0;
+	if (!pgx_query_int64(conn, sql_last_run, 0, NULL, &id, &e)) {
+		snprintf(err, errlen, "%s", e.msg);
+		goto fail;
+	}
+	if (!stream_rows(conn, sql_stations, station_row, b, err, errlen))
+		goto fail;
+	struct timespec t_st, t_ch;
+	clock_gettime(CLOCK_MONOTONIC, &t_st);
+	if (!stream_rows(conn, sql_chargers, charger_row, b, err, errlen))
+		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t_ch);
+	pgx_rollback(conn); /* read only: nothing to commit */
+	s = snap_builder_finish(b, err, errlen);
+	if (!s)
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	log_debug("read model: CPU %.3f s; wall: stations %.3f s, chargers %.3f s, indexes %.3f s",
+		  (double)(c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) / 1e9,
+		  (double)(t_st.tv_sec - t0.tv_sec) + (t_st.tv_nsec - t0.tv_nsec) / 1e9,
+		  (double)(t_ch.tv_sec - t_st.tv_sec) + (t_ch.tv_nsec - t_st.tv_nsec) / 1e9,
+		  (double)(t1.tv_sec - t_ch.tv_sec) + (t1.tv_nsec - t_ch.tv_nsec) / 1e9);
+	s->build_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	s->built_at = time(NULL);
+	s->run_id = id;
+	if (run_id)
+		*run_id = id;
+	return s;
+fail:
+	pgx_rollback(conn);
+	snap_builder_free(b);
+	return NULL;
+}
+
+struct snap *loader_build(PGconn *conn, char *err, size_t errlen)
+{
+	return build(conn, NULL, err, errlen);
+}
+
+/* ---- the thread ---- */
+
+static void drop_connection(struct loader *l)
+{
+	if (l->conn)
+		PQfinish(l->conn);
+	l->conn = NULL;
+	atomic_store(&l->connected, false);
+}
+
+static bool connect_pg(struct loader *l)
+{
+	struct pgx_retry retry = {.max_attempts = 1, .max_total_ms = 10000, .connect_timeout_s = 5};
+	struct pgx_err e;
+	PGconn *conn = NULL;
+	if (pgx_connect(l->cfg.conninfo, "apid", &retry, &conn, &e) != PGX_CONNECT_OK) {
+		failure(l, "PostgreSQL unavailable", e.msg);
+		return false;
+	}
+	l->conn = conn;
+	if (l->listen_sql && !exec_ok(conn, l->listen_sql, e.msg, sizeof(e.msg))) {
+		failure(l, "LISTEN failed", e.msg);
+		drop_connection(l);
+		return false;
+	}
+	atomic_store(&l->connected, true);
+	l->retry_ms = RETRY_FIRST_MS;
+	if (l->last_error[0])
+		log_info("read model: PostgreSQL reachable again");
+	l->last_error[0] = '\0';
+	return true;
+}
+
+static void read_notifications(struct loader *l)
+{
+	if (!l->conn)
+		return;
+	if (!PQconsumeInput(l->conn)) {
+		failure(l, "PostgreSQL connection lost", PQerrorMessage(l->conn));
+		drop_connection(l);
+		return;
+	}
+	PGnotify *n;
+	while ((n = PQnotifies(l->conn)) != NULL) {
+		if (strcmp(n->relname, l->cfg.notify_channel) == 0) {
+			log_debug("read model: NOTIFY %s '%s'", n->relname, n->extra);
+			l->notified = true;
+		}
+		PQfreemem(n);
+	}
+}
+
+/* Wait up to timeout_ms for a notification, a request or stop. */
+static void wait_for_work(struct loader *l, int64_t timeout_ms)
+{
+	struct pollfd fds[2] = {{.fd = l->wake_fd, .events = POLLIN}, {.fd = -1}};
+	if (l->conn)
+		fds[1] = (struct pollfd){.fd = PQsocket(l->conn), .events = POLLIN};
+	int rc = poll(fds, l->conn ? 2 : 1, (int)timeout_ms);
+	if (rc > 0 && (fds[0].revents & POLLIN)) {
+		uint64_t v;
+		if (read(l->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			log_debug("read model: wake read: %s", strerror(errno));
+	}
+	if (rc > 0 && l->conn && fds[1].revents)
+		read_notifications(l);
+}
+
+static bool newer_run(struct loader *l, bool *newer)
+{
+	struct pgx_err e;
+	int64_t id = 0;
+	if (!pgx_query_int64(l->conn, sql_last_run, 0, NULL, &id, &e)) {
+		failure(l, "checking ingest_run", e.msg);
+		if (PQstatus(l->conn) != CONNECTION_OK)
+			drop_connection(l);
+		return false;
+	}
+	*newer = id != l->last_run_id;
+	return true;
+}
+
+static void rebuild(struct loader *l)
+{
+	char err[512] = "";
+	int64_t run_id = 0;
+	struct snap *s = build(l->conn, &run_id, err, sizeof(err));
+	read_notifications(l); /* the build may have buffered some */
+	if (!s) {
+		metric_inc(l->meters->builds_failed);
+		failure(l, "build failed", err);
+		if (l->conn && PQstatus(l->conn) != CONNECTION_OK)
+			drop_connection(l);
+		return;
+	}
+	l->last_run_id = run_id;
+	l->have_model = true;
+	s->version = ++l->builds;
+	metric_inc(l->meters->builds_ok);
+	metric_set(l->meters->build_seconds, s->build_seconds);
+	log_info("read model: built from run %lld: %u stations, %u chargers in %.2f s",
+		 (long long)run_id, s->nstations, s->nchargers, s->build_seconds);
+	l->publish(l->publish_arg, s);
+}
+
+static void *loader_main(void *arg)
+{
+	struct loader *l = arg;
+	log_ctx_set("thread", "loader");
+	while (!atomic_load(&l->stop)) {
+		if (!l->conn && !connect_pg(l)) {
+			wait_for_work(l, l->retry_ms);
+			l->retry_ms =
+				l->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : l->retry_ms * 2;
+			continue;
+		}
+		bool want = !l->have_model || l->notified || atomic_exchange(&l->requested, false);
+		l->notified = false;
+		bool newer = false;
+		if (!want && !newer_run(l, &newer))
+			continue;
+		if (want || newer)
+			rebuild(l);
+		if (atomic_load(&l->stop))
+			break;
+		if (!l->have_model) {
+			wait_for_work(l, l->retry_ms);
+			l->retry_ms =
+				l->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : l->retry_ms * 2;
+		} else if (!l->notified && !atomic_load(&l->requested)) {
+			wait_for_work(l, (int64_t)l->cfg.poll_seconds * 1000);
+		}
+	}
+	drop_connection(l);
+	return NULL;
+}
+
+struct loader *loader_start(const struct loader_config *cfg, const struct meters *meters,
+			    loader_publish_fn publish, void *arg)
+{
+	struct loader *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->cfg = *cfg;
+	l->publish = publish;
+	l->publish_arg = arg;
+	l->last_run_id = -1;
+	l->retry_ms = RETRY_FIRST_MS;
+	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->wake_fd < 0)
+		goto fail;
+	if (cfg->notify_channel && cfg->notify_channel[0]) {
+		/* the channel is an identifier: quote it as one (no libpq
+		 * connection yet, so by hand: double any '"') */
+		size_t n = strlen(cfg->notify_channel);
+		l->listen_sql = malloc(n * 2 + 16);
+		if (!l->listen_sql)
+			goto fail;
+		char *w = l->listen_sql + sprintf(l->listen_sql, "LISTEN \"");
+		for (const char *p = cfg->notify_channel; *p; p++) {
+			if (*p == '"')
+				*w++ = '"';
+			*w++ = *p;
+		}
+		strcpy(w, "\"");
+	}
+	l->meters = meters;
+	if (pthread_create(&l->thread, NULL, loader_main, l) != 0)
+		goto fail;
+	l->started = true;
+	return l;
+fail:
+	loader_stop(l);
+	return NULL;
+}
+
+void loader_stop(struct loader *l)
+{
+	if (!l)
+		return;
+	if (l->started) {
+		atomic_store(&l->stop, true);
+		uint64_t one = 1;
+		if (write(l->wake_fd, &one, sizeof(one)) < 0)
+			log_debug("read model: wake: %s", strerror(errno));
+		pthread_join(l->thread, NULL);
+	}
+	if (l->wake_fd >= 0)
+		close(l->wake_fd);
+	free(l->listen_sql);
+	free(l);
+}
+
+void loader_request(struct loader *l)
+{
+	atomic_store(&l->requested, true);
+	uint64_t one = 1;
+	if (write(l->wake_fd, &one, sizeof(one)) < 0)
+		log_debug("read model: wake: %s", strerror(errno));
+}
+
+bool loader_is_connected(const struct loader *l)
+{
+	return atomic_load(&l->connected);
+}

@@ -1,0 +1,41 @@
+/* routes: the REST contract (../shared/API.md) answered from a worker's
+ * snapshot. Owns path matching, method checks (405 with Allow), parameter
+ * rules per endpoint (through params.h; 400 names the parameter), the JSON
+ * of every answer, the operational endpoints (/healthz, /readyz, /metrics,
+ * /openapi.json), the answers to requests the screen refused (conn.h), and
+ * the one reply path every answer takes: headers (Content-Type, the stale
+ * live-state header, Connection: close while draining), metrics by route
+ * and status, and the connection's request accounting. Runs on worker
+ * threads; nothing here blocks. */
+#ifndef APID_ROUTES_H
+#define APID_ROUTES_H
+
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+/* How a request is being answered: kept by deferred answers (stats.c). */
+struct route_ctx {
+	enum route route;
+	int64_t start_ns; /* CLOCK_MONOTONIC at dispatch */
+	bool uses_live;	  /* the answer carries live state: stale header applies */
+};
+
+/* evhttp's generic callback lands here. */
+void routes_dispatch(struct worker *w, struct evhttp_request *req);
+
+/* Send `len` bytes of JSON with `status`, finishing the request. */
+void routes_reply(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		  int status, const char *body, size_t len);
+/* Send {"message": "..."} with `status`. */
+void routes_error(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		  int status, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The embedded OpenAPI document (openapi_json.c). */
+extern const char apid_openapi_json[];
+extern const size_t apid_openapi_json_len;
+
+#endif

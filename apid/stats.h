@@ -1,0 +1,50 @@
+/* stats: GET /stations/{id}/statistics from realtimed's congestion
+ * counters in Redis (rkeys.h ev:cg:{statId}:{chgerId}: 168 slots of u16
+ * samples/uses pairs), read with one MGET per request on the worker's own
+ * event loop (hiredis async + libevent), so a request waits for Redis
+ * without blocking the worker. Owns that connection per worker: connect
+ * (with a timeout), AUTH/SELECT, reconnect with backoff, a deadline per
+ * request (503 when Redis is slow or gone), and the arithmetic: a class's
+ * ratio for an hour is the sum of its chargers' uses over the sum of their
+ * samples, -1 when there is no sample.
+ *
+ * Why Redis and not the PostgreSQL history: the counters are current to
+ * the last sample, and one MGET of a station's few keys costs well under a
+ * millisecond (docs/api.md has the measurements). */
+#ifndef APID_STATS_H
+#define APID_STATS_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base.h"
+#include "buf.h"
+#include "meters.h"
+#include "snap.h"
+
+struct worker;
+struct route_ctx;
+struct stats;
+
+struct stats *stats_new(struct event_base *base, const char *redis_url, int timeout_ms,
+			const struct meters *meters) MUSTCHECK;
+/* Answers every pending request (503) and closes; NULL-safe. Call before
+ * the worker's evhttp is freed. */
+void stats_free(struct stats *st);
+/* Requests waiting for Redis. */
+size_t stats_pending(const struct stats *st);
+
+/* Start answering the statistics of `station` for `weekday` (0 = Monday).
+ * False when Redis is not connected: the caller answers 503. */
+bool stats_request(struct stats *st, struct worker *w, struct evhttp_request *req,
+		   const struct route_ctx *rc, struct snap *snap, uint32_t station,
+		   int weekday) MUSTCHECK;
+
+/* The answer's JSON from the counters of a station's chargers (blobs[i]
+ * NULL or shorter than RKEYS_CONGESTION_BYTES: missing slots are zero). */
+void stats_render(struct buf *out, const char *station_id, size_t nchargers, const bool *is_quick,
+		  const char *const *blobs, const size_t *lens, int weekday);
+
+#endif

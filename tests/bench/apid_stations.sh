@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# apid_stations.sh: apid against nginx serving the same bytes, in one run.
+#   GET /stations for a box of about 100 stations, GET /stations/{id},
+#   GET /stations/{id}/statistics over stations with congestion counters,
+#   each with wrk -t2 -c64 (10 s; 3 s with BENCH_QUICK=1), against nginx
+#   (nginx-light, non-daemon on a free port) serving static files of the
+#   same bytes with the same wrk settings; then a read-model rebuild under
+#   /stations load (no request may fail), the rebuild time and apid's RSS.
+# Sizes: 500,000 chargers with counters for 230,000 (BENCH_QUICK=1: 35,000
+# and 20,000). Starts its own PostgreSQL and Redis (tests/harness/stores.sh)
+# in a temp dir; everything it started is stopped on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${TEST_BIN:-$ROOT/bin}
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+	CHARGERS=35000 COUNTED=20000 DURATION=3s
+else
+	CHARGERS=500000 COUNTED=230000 DURATION=10s
+fi
+WRK=(wrk -t2 -c64 -d"$DURATION" --latency)
+
+for tool in wrk nginx psql redis-cli curl; do
+	command -v "$tool" >/dev/null || { echo "apid_stations.sh: $tool not found (make deps)" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d /tmp/apid-bench.XXXXXX)
+chmod 0755 "$TMP"
+APID_PID= NGINX_PID=
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	[ -n "$APID_PID" ] && kill -TERM "$APID_PID" 2>/dev/null && wait "$APID_PID" 2>/dev/null
+	[ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+	"$ROOT/tests/harness/stores.sh" stop "$TMP/stores" >/dev/null 2>&1 || true
+	rm -rf "$TMP"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# ---- stores and data ----
+mkdir -p "$TMP/stores"
+PG_ADMIN=$("$ROOT/tests/harness/stores.sh" pg-start "$TMP/stores")
+REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMP/stores")
+REDIS_PORT=${REDIS_URL##*:}; REDIS_PORT=${REDIS_PORT%%/*}
+PG_URL=${PG_ADMIN%/postgres}/bench
+psql -qX "$PG_ADMIN" -c "CREATE DATABASE bench" >/dev/null
+DATABASE_URL=$PG_URL INGESTD_MIGRATIONS_DIR=$ROOT/migrations LOG_LEVEL=warn "$BIN/ingestd" migrate
+psql -qX "$PG_URL" -c "DO \$\$ BEGIN CREATE ROLE bench_ro LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
+	GRANT evcharger_ro TO bench_ro;" >/dev/null
+RO_URL=postgresql://bench_ro@${PG_ADMIN#postgresql://postgres@}
+RO_URL=${RO_URL%/postgres}/bench
+
+# Station i has 1 + i % 6 chargers (3.5 on average); 30% of the stations
+# crowd a Seoul-sized area, as real data does.
+STATIONS=$(( CHARGERS * 2 / 7 ))
+t0=$(date +%s.%N)
+psql -qX "$PG_URL" <<SQL >/dev/null
+SELECT setseed(0.7);
+INSERT INTO station (stat_id, name, addr, location, use_time, lat, lng, busi_id, bnm, busi_nm,
+	busi_call, zcode, parking_free, limit_yn, content_hash)
+SELECT 'BS' || lpad(i::text, 7, '0'),
+	(ARRAY['강남', '역삼', '서초', '해운대', '수원', '분당', '일산', '부평', '동탄', '판교'])[1 + i % 10]
+		|| ' 공영주차장 충전소 ' || i,
+	(ARRAY['서울특별시 강남구', '서울특별시 서초구', '부산광역시 해운대구', '경기도 수원시',
+		'경기도 성남시', '인천광역시 부평구'])[1 + (i / 7) % 6] || ' 테헤란로 ' || (i % 500),
+	'지하 1층', '24시간',
+	round((CASE WHEN i % 10 < 3 THEN 37.45 + random() * 0.25 ELSE 33.2 + random() * 5.3 END)::numeric, 6),
+	round((CASE WHEN i % 10 < 3 THEN 126.80 + random() * 0.40 ELSE 126.0 + random() * 3.5 END)::numeric, 6),
+	(ARRAY['ME', 'GN', 'PI', 'EV', 'SF', 'HE'])[1 + i % 6],
+	(ARRAY['환경부', 'GS', '차지비', '에버온', 'SK', '현대'])[1 + i % 6],
+	(ARRAY['환경부', 'GS칼텍스', '차지비', '에버온', 'SK일렉링크', '현대자동차'])[1 + i % 6],
+	'1661-9408', '11', i % 2 = 0, i % 9 = 0, '\x00'
+FROM generate_series(1, $STATIONS) AS i;
+INSERT INTO charger (stat_id, chger_id, chger_type, output_kw, method, stat, stat_upd_dt,
+	content_hash)
+SELECT 'BS' || lpad(i::text, 7, '0'), lpad(k::text, 2, '0'),
+	(ARRAY['01', '02', '04', '05', '06', '07'])[1 + (k + i) % 6],
+	(ARRAY[7, 50, 100, 200, 11, 22])[1 + (k * 3 + i) % 6],
+	(ARRAY['단독', '동시', ''])[1 + k % 3],
+	(ARRAY[2, 3, 2, 9, 1, 2])[1 + (k + i) % 6],
+	now() - random() * interval '1 day', '\x00'
+FROM generate_series(1, $STATIONS) AS i, generate_series(1, 6) AS k
+WHERE k <= 1 + i % 6;
+INSERT INTO ingest_run (job, status, finished_at) VALUES ('chargers', 'ok', now());
+ANALYZE station;
+ANALYZE charger;
+SQL
+NCHARGERS=$(psql -qtAX "$PG_URL" -c "SELECT count(*) FROM charger")
+t1=$(date +%s.%N)
+printf 'data: %d stations, %d chargers generated in %.1f s\n' "$STATIONS" "$NCHARGERS" "$(echo "$t1 - $t0" | bc)"
+
+# Congestion counters (rkeys.h: 168 slots of u16 samples/uses, big-endian)
+# for the chargers of the first stations, written by a Lua loop in batches.
+cat >"$TMP/counters.lua" <<'LUA'
+local first, last = tonumber(ARGV[1]), tonumber(ARGV[2])
+local parts = {}
+for slot = 0, 167 do
+	local samples = 20 + (slot * 7) % 40
+	local uses = (slot * 13) % (samples + 1)
+	parts[#parts + 1] = string.char(math.floor(samples / 256), samples % 256,
+		math.floor(uses / 256), uses % 256)
+end
+local value = table.concat(parts)
+local n = 0
+for i = first, last do
+	local id = string.format('BS%07d', i)
+	for k = 1, 1 + i % 6 do
+		redis.call('SET', 'ev:cg:' .. id .. ':' .. string.format('%02d', k), value)
+		n = n + 1
+	end
+end
+return n
+LUA
+counted=0 i=1
+while [ "$counted" -lt "$COUNTED" ]; do
+	n=$(redis-cli -p "$REDIS_PORT" --eval "$TMP/counters.lua" , "$i" $((i + 4999)))
+	counted=$((counted + n)); i=$((i + 5000))
+done
+COUNTED_STATIONS=$((i - 1))
+echo "redis: congestion counters for $counted chargers ($COUNTED_STATIONS stations)"
+
+# A box of about 100 stations around a Seoul point: widen until it holds 100.
+LAT=37.575 LNG=127.0
+DELTA=$(psql -qtAX "$PG_URL" <<SQL
+SELECT d FROM (SELECT d, (SELECT count(*) FROM station WHERE lat BETWEEN $LAT - d AND $LAT + d
+	AND lng BETWEEN $LNG - d AND $LNG + d) AS n
+	FROM generate_series(1, 400) AS g, LATERAL (SELECT round(g * 0.0005, 4) AS d) x) y
+WHERE n >= 100 ORDER BY d LIMIT 1
+SQL
+)
+BOX="/stations?latitude=$LAT&longitude=$LNG&latitudeDelta=$DELTA&longitudeDelta=$DELTA"
+
+# ---- apid ----
+APID_PORT_FILE=$TMP/apid.port
+DATABASE_URL=$RO_URL REDIS_URL=$REDIS_URL APID_PORT=0 APID_BIND=127.0.0.1 \
+	APID_PORT_FILE=$APID_PORT_FILE APID_SHUTDOWN_GRACE_SECONDS=0 APID_MODEL_POLL_SECONDS=3600 \
+	LOG_FORMAT=json "$BIN/apid" >"$TMP/apid.log" 2>&1 &
+APID_PID=$!
+for _ in $(seq 1 600); do
+	[ -s "$APID_PORT_FILE" ] && curl -sf "http://127.0.0.1:$(cat "$APID_PORT_FILE")/readyz" >/dev/null && break
+	sleep 0.1
+done
+PORT=$(cat "$APID_PORT_FILE")
+curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { cat "$TMP/apid.log"; exit 1; }
+BUILD1=$(grep -o 'built from run [0-9]*: [0-9]* stations, [0-9]* chargers in [0-9.]* s' "$TMP/apid.log" | head -1)
+RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$APID_PID/status")
+
+STATION=$(psql -qtAX "$PG_URL" -c "SELECT stat_id FROM station WHERE stat_id <= 'BS0000100' ORDER BY stat_id DESC LIMIT 1")
+curl -sf "http://127.0.0.1:$PORT$BOX" -o "$TMP/box.json"
+curl -sf "http://127.0.0.1:$PORT/stations/$STATION" -o "$TMP/station.json"
+BOX_STATIONS=$(grep -o '"stationId"' "$TMP/box.json" | wc -l)
+
+# statistics over the stations with counters, one at random per request
+cat >"$TMP/stats.lua" <<LUA
+math.randomseed(42)
+request = function()
+	local path = string.format("/stations/BS%07d/statistics?dayOfWeek=%s", math.random(1, $COUNTED_STATIONS),
+		({"monday", "tuesday", "friday", "sunday"})[math.random(1, 4)])
+	return wrk.format("GET", path)
+end
+LUA
+
+# ---- nginx: the same bytes, static ----
+NGINX_PORT=$(free_port)
+mkdir -p "$TMP/nginx/html" "$TMP/nginx/logs" "$TMP/nginx/tmp"
+cp "$TMP/box.json" "$TMP/nginx/html/box.json"
+cp "$TMP/station.json" "$TMP/nginx/html/station.json"
+cat >"$TMP/nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	default_type application/json;
+	keepalive_requests 1000000;
+	client_body_temp_path $TMP/nginx/tmp/body;
+	proxy_temp_path $TMP/nginx/tmp/proxy;
+	fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
+	uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
+	scgi_temp_path $TMP/nginx/tmp/scgi;
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		root $TMP/nginx/html;
+	}
+}
+CONF
+nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$NGINX_PORT/box.json" >/dev/null && break; sleep 0.1; done
+
+# ---- runs ----
+# wrk's requests/s and p99 in ms; fails on socket errors or non-2xx answers.
+run_wrk() {
+	local out
+	out=$("${WRK[@]}" "$@" 2>&1)
+	local rps p99 errors
+	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+	p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+	errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
+	if [ -n "$errors" ]; then echo "wrk errors: $errors" >&2; fi
+	echo "$rps $p99 ${errors:+ERR}"
+}
+
+echo "wrk: ${WRK[*]}"
+read -r A_BOX_RPS A_BOX_P99 A_BOX_ERR < <(run_wrk "http://127.0.0.1:$PORT$BOX")
+read -r N_BOX_RPS N_BOX_P99 N_BOX_ERR < <(run_wrk "http://127.0.0.1:$NGINX_PORT/box.json")
+read -r A_ST_RPS A_ST_P99 A_ST_ERR < <(run_wrk "http://127.0.0.1:$PORT/stations/$STATION")
+read -r N_ST_RPS N_ST_P99 N_ST_ERR < <(run_wrk "http://127.0.0.1:$NGINX_PORT/station.json")
+read -r A_SS_RPS A_SS_P99 A_SS_ERR < <(run_wrk -s "$TMP/stats.lua" "http://127.0.0.1:$PORT")
+
+# rebuilds under load: two loads land (NOTIFY) while wrk runs
+"${WRK[@]}" "http://127.0.0.1:$PORT$BOX" >"$TMP/wrk-rebuild.txt" 2>&1 &
+WRK_PID=$!
+sleep 1
+for _ in 1 2; do
+	psql -qX "$PG_URL" -c "INSERT INTO ingest_run (job, status, finished_at) VALUES ('chargers', 'ok', now());
+		SELECT pg_notify('ingest_chargers', currval('ingest_run_id_seq')::text);" >/dev/null
+	if [ "$QUICK" = 1 ]; then sleep 1; else sleep 4; fi
+done
+wait "$WRK_PID"
+R_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk-rebuild.txt")
+R_P99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk-rebuild.txt")
+R_ERR=$(grep -E 'Non-2xx|Socket errors' "$TMP/wrk-rebuild.txt" || echo none)
+BUILDS=$(grep -o 'chargers in [0-9.]* s' "$TMP/apid.log" | awk '{print $3}' | tr '\n' ' ')
+HWM_KB=$(awk '/VmHWM/ {print $2}' "/proc/$APID_PID/status")
+RSS2_KB=$(awk '/VmRSS/ {print $2}' "/proc/$APID_PID/status")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+echo "apid_stations: $NCHARGERS chargers, box of $BOX_STATIONS stations ($(stat -c %s "$TMP/box.json") bytes), station answer $(stat -c %s "$TMP/station.json") bytes"
+printf '%-34s %12s %10s %10s\n' "" "req/s" "p99 ms" "errors"
+printf '%-34s %12s %10s %10s\n' "apid GET /stations (box)" "$A_BOX_RPS" "$A_BOX_P99" "${A_BOX_ERR:-0}"
+printf '%-34s %12s %10s %10s\n' "nginx static, same bytes" "$N_BOX_RPS" "$N_BOX_P99" "${N_BOX_ERR:-0}"
+printf '%-34s %12s %10s %10s\n' "apid GET /stations/{id}" "$A_ST_RPS" "$A_ST_P99" "${A_ST_ERR:-0}"
+printf '%-34s %12s %10s %10s\n' "nginx static, same bytes" "$N_ST_RPS" "$N_ST_P99" "${N_ST_ERR:-0}"
+printf '%-34s %12s %10s %10s\n' "apid GET /stations/{id}/statistics" "$A_SS_RPS" "$A_SS_P99" "${A_SS_ERR:-0}"
+printf '%-34s %12s %10s %10s\n' "apid /stations during 2 rebuilds" "$R_RPS" "$R_P99" "$R_ERR"
+echo "ratio apid/nginx req/s: box $(ratio "$A_BOX_RPS" "$N_BOX_RPS"), station $(ratio "$A_ST_RPS" "$N_ST_RPS")"
+echo "ratio apid/nginx p99: box $(ratio "$A_BOX_P99" "$N_BOX_P99"), station $(ratio "$A_ST_P99" "$N_ST_P99")"
+echo "read model: first build: $BUILD1; rebuild times (s): $BUILDS"
+echo "apid RSS: $((RSS_KB / 1024)) MiB after the first build, $((RSS2_KB / 1024)) MiB after the rebuilds, peak $((HWM_KB / 1024)) MiB"
+[ -z "${A_BOX_ERR}${A_ST_ERR}${A_SS_ERR}${N_BOX_ERR}${N_ST_ERR}" ] && [ "$R_ERR" = none ]

@@ -1,0 +1,912 @@
+/* ingestd congestion against real PostgreSQL and a private Redis.
+ *
+ * Each test fills its own Redis with 10,000 chargers whose counters follow
+ * a formula of the charger, the slot and a seed, written the two ways
+ * realtimed's layout allows (rkeys.h): SET of the whole 676-byte value, or
+ * SET of zeros then BITFIELD SET u16/u32 per field. Expected rows, bytes and
+ * markers come from the formula here, never from ingestd's decoder. Covered:
+ * every row equals its counter and refused keys land in ingest_reject;
+ * kill -9 during the COPY and during the index build, and SIGTERM, leave the
+ * previous snapshot current and intact and the next run succeeds; a second
+ * concurrent run (or restore) is refused with 75; retention keeps K; a
+ * shrunken Redis is not made current (65) unless --force; the restore round
+ * trip is byte-exact, never overwrites without --replace, and says 66 when
+ * there is nothing to restore. */
+#include "testmain.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "itest.h"
+#include "rds.h"
+#include "rkeys.h"
+
+#define CHARGERS    10000
+#define SLOTS	    RKEYS_CONGESTION_SLOTS
+#define VALUE_BYTES RKEYS_CONGESTION_VALUE_BYTES
+
+/* ---- the known counters ---- */
+
+/* Charger i's ids: station j (ST + 6 digits) holds 1 + j % 5 chargers. */
+struct ids {
+	char (*stat)[16];
+	char (*chger)[8];
+	long n;
+};
+
+static struct ids ids_new(long n)
+{
+	struct ids ids = {calloc((size_t)n, 16), calloc((size_t)n, 8), n};
+	long i = 0;
+	for (long j = 0; i < n; j++)
+		for (int c = 1; c <= 1 + j % 5 && i < n; c++, i++) {
+			snprintf(ids.stat[i], 16, "ST%06d", (int)j);
+			snprintf(ids.chger[i], 8, "%02d", c % 100);
+		}
+	return ids;
+}
+
+static void ids_free(struct ids *ids)
+{
+	free(ids->stat);
+	free(ids->chger);
+}
+
+static uint16_t want_samples(long i, int slot, unsigned seed)
+{
+	if (i % 97 == 3 && slot == 5)
+		return 65535; /* saturated */
+	return (uint16_t)(((unsigned long)i * 31 + (unsigned)slot * 17 + seed * 101) % 2000);
+}
+
+static uint16_t want_uses(long i, int slot, unsigned seed)
+{
+	return (uint16_t)(want_samples(i, slot, seed) *
+			  (((unsigned long)i + (unsigned)slot + seed) % 4) / 3);
+}
+
+static uint32_t want_mark(long i, unsigned seed)
+{
+	return i % 50 == 0 ? 0 : 1700000000u + (uint32_t)i + seed;
+}
+
+/* The value of charger i, byte by byte as rkeys.h describes it. */
+static void want_value(long i, unsigned seed, unsigned char *v)
+{
+	for (int slot = 0; slot < SLOTS; slot++) {
+		uint16_t s = want_samples(i, slot, seed), u = want_uses(i, slot, seed);
+		v[4 * slot] = (unsigned char)(s >> 8);
+		v[4 * slot + 1] = (unsigned char)(s & 0xff);
+		v[4 * slot + 2] = (unsigned char)(u >> 8);
+		v[4 * slot + 3] = (unsigned char)(u & 0xff);
+	}
+	uint32_t m = want_mark(i, seed);
+	v[672] = (unsigned char)(m >> 24);
+	v[673] = (unsigned char)(m >> 16);
+	v[674] = (unsigned char)(m >> 8);
+	v[675] = (unsigned char)m;
+}
+
+/* ---- the environment: a private Redis, a fresh migrated database ---- */
+
+struct env {
+	struct itest_store redis;
+	char *db;
+	PGconn *conn;
+	struct rds *r;
+	struct ids ids;
+};
+
+static void flush_ok(struct rds *r)
+{
+	char err[512];
+	struct rds_batch_result res;
+	ck_assert_msg(rds_flush(r, NULL, NULL, &res, err, sizeof(err)) == RDS_OK, "%s", err);
+}
+
+static void redis_cmd(struct rds *r, int argc, const char **argv, const size_t *argvlen)
+{
+	char err[256];
+	redisReply *reply = rds_command(r, argc, argv, argvlen, err, sizeof(err));
+	ck_assert_msg(reply, "%s", err);
+	freeReplyObject(reply);
+}
+
+/* Write every charger's counters: most by one SET, every 7th as realtimed
+ * creates them (SET of zeros) and then field by field with BITFIELD. */
+static void fill(struct env *e, unsigned seed)
+{
+	static char nums[2 * SLOTS + 1][3][16];
+	static const char *argv[4 + 8 * SLOTS + 4];
+	for (long i = 0; i < e->ids.n; i++) {
+		char key[RKEYS_KEY_MAX];
+		int len = rkeys_congestion(key, sizeof(key), e->ids.stat[i], e->ids.chger[i]);
+		unsigned char v[VALUE_BYTES];
+		if (i % 7) {
+			want_value(i, seed, v);
+			const char *set[] = {"SET", key, (const char *)v};
+			const size_t set_len[] = {3, (size_t)len, sizeof(v)};
+			ck_assert(rds_append(e->r, 3, set, set_len));
+		} else {
+			memset(v, 0, sizeof(v));
+			const char *set[] = {"SET", key, (const char *)v};
+			const size_t set_len[] = {3, (size_t)len, sizeof(v)};
+			ck_assert(rds_append(e->r, 3, set, set_len));
+			int argc = 0;
+			argv[argc++] = "BITFIELD";
+			argv[argc++] = key;
+			for (int slot = 0; slot < SLOTS; slot++)
+				for (int half = 0; half < 2; half++) {
+					int f = 2 * slot + half;
+					snprintf(nums[f][0], 16, "#%d", f);
+					snprintf(nums[f][1], 16, "%u",
+						 half ? want_uses(i, slot, seed)
+						      : want_samples(i, slot, seed));
+					argv[argc++] = "SET";
+					argv[argc++] = "u16";
+					argv[argc++] = nums[f][0];
+					argv[argc++] = nums[f][1];
+				}
+			snprintf(nums[2 * SLOTS][1], 16, "%u", want_mark(i, seed));
+			argv[argc++] = "SET";
+			argv[argc++] = "u32";
+			argv[argc++] = "#168";
+			argv[argc++] = nums[2 * SLOTS][1];
+			ck_assert(rds_append(e->r, argc, argv, NULL));
+		}
+		if (rds_pending(e->r) >= 500)
+			flush_ok(e->r);
+	}
+	flush_ok(e->r);
+}
+
+static void env_start(struct env *e, long chargers)
+{
+	memset(e, 0, sizeof(*e));
+	ck_assert(itest_redis_start(&e->redis));
+	char err[256];
+	e->r = rds_new(e->redis.url, 10000, err, sizeof(err));
+	ck_assert_msg(e->r, "%s", err);
+	e->db = itest_create_db("cg");
+	char env_db[4200];
+	snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", e->db);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", itest_bin("ingestd"));
+	char *argv[] = {path, "migrate", NULL};
+	char *envv[] = {env_db, NULL};
+	char *out = NULL;
+	ck_assert_msg(itest_run(argv, envv, 60000, &out) == 0, "migrate: %s", out);
+	free(out);
+	e->conn = itest_pg_connect(e->db);
+	e->ids = ids_new(chargers);
+}
+
+static void env_stop(struct env *e)
+{
+	ids_free(&e->ids);
+	rds_free(e->r);
+	PQfinish(e->conn);
+	itest_store_stop(&e->redis, "redis");
+	free(e->db);
+}
+
+/* ---- running ingestd ---- */
+
+struct cmd {
+	char path[4096], env_db[4200], env_redis[256];
+	char *argv[8];
+	char *envv[8];
+};
+
+static struct cmd *cmd_new(const struct env *e, const char *a1, const char *a2, const char *setting)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
+	snprintf(c->path, sizeof(c->path), "%s", itest_bin("ingestd"));
+	snprintf(c->env_db, sizeof(c->env_db), "DATABASE_URL=%s", e->db);
+	snprintf(c->env_redis, sizeof(c->env_redis), "REDIS_URL=%s", e->redis.url);
+	int n = 0;
+	c->argv[n++] = c->path;
+	c->argv[n++] = "congestion";
+	if (a1)
+		c->argv[n++] = (char *)a1;
+	if (a2)
+		c->argv[n++] = (char *)a2;
+	n = 0;
+	c->envv[n++] = c->env_db;
+	c->envv[n++] = c->env_redis;
+	c->envv[n++] = "LOG_FORMAT=json";
+	c->envv[n++] = "INGESTD_PROGRESS_SECONDS=1";
+	if (setting)
+		c->envv[n++] = (char *)setting;
+	return c;
+}
+
+static void assert_clean(const char *out)
+{
+	ck_assert_msg(!out || (!strstr(out, "Sanitizer") && !strstr(out, "runtime error")),
+		      "sanitizer report from ingestd:\n%s", out);
+}
+
+static int ingest(const struct env *e, const char *a1, const char *a2, const char *setting,
+		  char **out)
+{
+	struct cmd *c = cmd_new(e, a1, a2, setting);
+	char *text = NULL;
+	int rc = itest_run(c->argv, c->envv, 240000, &text);
+	assert_clean(text);
+	free(c);
+	if (out)
+		*out = text;
+	else
+		free(text);
+	return rc;
+}
+
+static void spawn(const struct env *e, struct itest_proc *p, const char *setting)
+{
+	struct cmd *c = cmd_new(e, NULL, NULL, setting);
+	ck_assert(itest_spawn(p, c->argv, c->envv));
+	free(c);
+}
+
+static void assert_contains(const char *text, const char *needle)
+{
+	ck_assert_msg(text && strstr(text, needle), "output lacks '%s':\n%s", needle,
+		      text ? text : "(none)");
+}
+
+static long q(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long q(PGconn *conn, const char *fmt, ...)
+{
+	char sql[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	return itest_pg_long(conn, sql);
+}
+
+static long current_snapshot(PGconn *conn)
+{
+	return q(conn, "SELECT coalesce((SELECT id FROM congestion_snapshot WHERE is_current), 0)");
+}
+
+/* ---- checks ---- */
+
+/* Every row of the `congestion` view (the current snapshot) equals the
+ * formula, and every charger's marker too; nothing more, nothing less. Rows
+ * are read in primary-key order (station, weekday, hour, charger), which
+ * needs no sort. */
+static void check_rows(const struct env *e, unsigned seed)
+{
+	PGconn *conn = e->conn;
+	PQclear(itest_pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+	PQclear(itest_pg_exec(
+		conn,
+		"DECLARE rows NO SCROLL CURSOR FOR SELECT stat_id, chger_id, weekday, "
+		"hour, samples, uses FROM congestion ORDER BY stat_id, weekday, hour, chger_id"));
+	long k = 0;
+	long first = 0, count = 0; /* the station of row k: chargers [first, first + count) */
+	long in_station = 0;	   /* rows of it seen */
+	for (;;) {
+		PGresult *res = itest_pg_exec(conn, "FETCH 50000 FROM rows");
+		int n = PQntuples(res);
+		for (int r = 0; r < n; r++, k++, in_station++) {
+			if (in_station == count * SLOTS) {
+				first += count;
+				ck_assert_msg(first < e->ids.n, "more rows than %ld chargers",
+					      e->ids.n);
+				for (count = 1;
+				     first + count < e->ids.n &&
+				     !strcmp(e->ids.stat[first + count], e->ids.stat[first]);
+				     count++)
+					;
+				in_station = 0;
+			}
+			long i = first + in_station % count;
+			int slot = (int)(in_station / count);
+			const char *stat = PQgetvalue(res, r, 0), *chger = PQgetvalue(res, r, 1);
+			int weekday = atoi(PQgetvalue(res, r, 2)),
+			    hour = atoi(PQgetvalue(res, r, 3));
+			long samples = atol(PQgetvalue(res, r, 4)),
+			     uses = atol(PQgetvalue(res, r, 5));
+			ck_assert_msg(!strcmp(stat, e->ids.stat[i]) &&
+					      !strcmp(chger, e->ids.chger[i]) &&
+					      weekday * 24 + hour == slot &&
+					      samples == want_samples(i, slot, seed) &&
+					      uses == want_uses(i, slot, seed),
+				      "row %ld: %s %s %d %d %ld %ld, want %s %s %d %d %u %u", k,
+				      stat, chger, weekday, hour, samples, uses, e->ids.stat[i],
+				      e->ids.chger[i], slot / 24, slot % 24,
+				      want_samples(i, slot, seed), want_uses(i, slot, seed));
+		}
+		PQclear(res);
+		if (n == 0)
+			break;
+	}
+	ck_assert_int_eq(k, e->ids.n * SLOTS);
+	ck_assert_int_eq(first + count, e->ids.n);
+	PGresult *res =
+		itest_pg_exec(conn, "SELECT stat_id, chger_id, last_sample FROM congestion_charger "
+				    "WHERE snapshot_id = (SELECT id FROM congestion_snapshot "
+				    "WHERE is_current) ORDER BY stat_id, chger_id");
+	ck_assert_int_eq(PQntuples(res), e->ids.n);
+	for (long i = 0; i < e->ids.n; i++)
+		ck_assert_msg(!strcmp(PQgetvalue(res, (int)i, 0), e->ids.stat[i]) &&
+				      !strcmp(PQgetvalue(res, (int)i, 1), e->ids.chger[i]) &&
+				      strtoul(PQgetvalue(res, (int)i, 2), NULL, 10) ==
+					      want_mark(i, seed),
+			      "charger %ld: %s %s %s", i, PQgetvalue(res, (int)i, 0),
+			      PQgetvalue(res, (int)i, 1), PQgetvalue(res, (int)i, 2));
+	PQclear(res);
+	PQclear(itest_pg_exec(conn, "COMMIT"));
+}
+
+struct compare {
+	const struct env *e;
+	long first;
+	unsigned seed;
+	long differ;
+	long first_differ;
+};
+
+static void on_get(void *arg, size_t index, const redisReply *reply)
+{
+	struct compare *c = arg;
+	long i = c->first + (long)index;
+	unsigned char v[VALUE_BYTES];
+	want_value(i, c->seed, v);
+	if (reply->type != REDIS_REPLY_STRING || reply->len != VALUE_BYTES ||
+	    memcmp(reply->str, v, VALUE_BYTES) != 0) {
+		if (!c->differ++)
+			c->first_differ = i;
+	}
+}
+
+/* How many of Redis' counters differ from the formula, byte for byte. */
+static long redis_differs(const struct env *e, unsigned seed, long *first)
+{
+	struct compare c = {e, 0, seed, 0, -1};
+	for (long i = 0; i < e->ids.n; i++) {
+		char key[RKEYS_KEY_MAX];
+		rkeys_congestion(key, sizeof(key), e->ids.stat[i], e->ids.chger[i]);
+		ck_assert(rds_append(e->r, 2, (const char *[]){"GET", key}, NULL));
+		if (rds_pending(e->r) == 1000 || i == e->ids.n - 1) {
+			char err[512];
+			ck_assert_msg(rds_flush(e->r, on_get, &c, NULL, err, sizeof(err)) == RDS_OK,
+				      "%s", err);
+			c.first = i + 1;
+		}
+	}
+	if (first)
+		*first = c.first_differ;
+	return c.differ;
+}
+
+static long dbsize(const struct env *e)
+{
+	char err[256];
+	redisReply *reply =
+		rds_command(e->r, 1, (const char *[]){"DBSIZE"}, NULL, err, sizeof(err));
+	ck_assert_msg(reply, "%s", err);
+	long n = (long)reply->integer;
+	freeReplyObject(reply);
+	return n;
+}
+
+static void snapshot_ok(const struct env *e, const char *setting)
+{
+	char *out = NULL;
+	int rc = ingest(e, NULL, NULL, setting, &out);
+	ck_assert_msg(rc == 0, "ingestd congestion: exit %d\n%s", rc, out);
+	free(out);
+}
+
+/* ---- tests ---- */
+
+START_TEST(rows_equal_redis_counters)
+{
+	struct env e;
+	env_start(&e, CHARGERS);
+	fill(&e, 1);
+	ck_assert_int_eq(redis_differs(&e, 1, NULL), 0); /* the fill is what the formula says */
+	/* refused: a value of the layout before the marker, a hash, more uses
+	 * than samples, names that are no counter of a charger */
+	unsigned char v[VALUE_BYTES];
+	want_value(1, 1, v);
+	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:cg:BAD1:01", (const char *)v},
+		  (const size_t[]){3, 13, RKEYS_CONGESTION_BYTES});
+	redis_cmd(e.r, 4, (const char *[]){"HSET", "ev:cg:BAD2:01", "f", "v"}, NULL);
+	v[4 * 9 + 2] = 0xff; /* slot 9: uses 0xff.. > samples */
+	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:cg:BAD3:01", (const char *)v},
+		  (const size_t[]){3, 13, VALUE_BYTES});
+	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:cg:NOCOLON", "x"}, NULL);
+	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:cg:BAD\x01:01", "x"}, NULL);
+	/* other keys of the layout are not counters */
+	redis_cmd(e.r, 4, (const char *[]){"HSET", "ev:st:ST000000", "01", "2:1732500000"}, NULL);
+
+	char *out = NULL;
+	int rc = ingest(&e, NULL, NULL, NULL, &out);
+	ck_assert_msg(rc == 0, "exit %d\n%s", rc, out);
+	assert_contains(out, "\"msg\":\"congestion run 1 ok: snapshot 1 current: 10000 chargers, "
+			     "1680000 rows, 5 refused");
+	free(out);
+	check_rows(&e, 1);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM congestion"), CHARGERS * SLOTS);
+	/* the snapshot and run rows */
+	PGresult *res = itest_pg_exec(
+		e.conn, "SELECT outcome, chargers, rows, rejected, samples, extract(epoch FROM "
+			"last_sample)::bigint, "
+			"finished_at IS NOT NULL FROM congestion_snapshot WHERE is_current");
+	ck_assert_int_eq(PQntuples(res), 1);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "ok");
+	ck_assert_str_eq(PQgetvalue(res, 0, 1), "10000");
+	ck_assert_str_eq(PQgetvalue(res, 0, 2), "1680000");
+	ck_assert_str_eq(PQgetvalue(res, 0, 3), "5");
+	unsigned long long total = 0;
+	uint32_t last = 0;
+	for (long i = 0; i < CHARGERS; i++) {
+		for (int slot = 0; slot < SLOTS; slot++)
+			total += want_samples(i, slot, 1);
+		if (want_mark(i, 1) > last)
+			last = want_mark(i, 1);
+	}
+	ck_assert_uint_eq(strtoull(PQgetvalue(res, 0, 4), NULL, 10), total);
+	ck_assert_uint_eq(strtoul(PQgetvalue(res, 0, 5), NULL, 10), last);
+	ck_assert_str_eq(PQgetvalue(res, 0, 6), "t");
+	PQclear(res);
+	ck_assert_int_eq(
+		q(e.conn,
+		  "SELECT count(*) FROM ingest_run WHERE job = 'congestion' AND status = 'ok' "
+		  "AND records = 10005 AND inserted = 1680000 AND rejected = 5"),
+		1);
+	res = itest_pg_exec(e.conn,
+			    "SELECT reason, coalesce(stat_id, '-'), detail FROM ingest_reject "
+			    "ORDER BY reason, stat_id");
+	ck_assert_int_eq(PQntuples(res), 5);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "bad_counts");
+	ck_assert_str_eq(PQgetvalue(res, 0, 1), "BAD3");
+	ck_assert_msg(strstr(PQgetvalue(res, 0, 2), "slot 9 (Monday 9 h)"), "%s",
+		      PQgetvalue(res, 0, 2));
+	ck_assert_str_eq(PQgetvalue(res, 1, 0), "bad_key");
+	ck_assert_str_eq(PQgetvalue(res, 2, 0), "bad_key");
+	ck_assert_str_eq(PQgetvalue(res, 3, 0), "bad_length");
+	ck_assert_str_eq(PQgetvalue(res, 3, 1), "BAD1");
+	ck_assert_str_eq(PQgetvalue(res, 4, 0), "bad_type");
+	ck_assert_str_eq(PQgetvalue(res, 4, 1), "BAD2");
+	PQclear(res);
+	/* the statistics query answers from the primary key of the current
+	 * snapshot, the other partitions pruned */
+	res = itest_pg_exec(e.conn,
+			    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT hour, sum(samples), "
+			    "sum(uses) FROM congestion WHERE stat_id = 'ST000100' AND weekday = 2 "
+			    "GROUP BY hour");
+	bool uses_pkey = false;
+	for (int i = 0; i < PQntuples(res); i++)
+		uses_pkey |= strstr(PQgetvalue(res, i, 0), "hours_1_pkey") != NULL;
+	ck_assert(uses_pkey);
+	PQclear(res);
+	ck_assert_int_eq(
+		q(e.conn,
+		  "SELECT count(*) FROM congestion WHERE stat_id = 'ST000100' AND weekday = 2"),
+		24 * (1 + 100 % 5));
+	/* a second run with nothing changed: a new snapshot, equal rows */
+	snapshot_ok(&e, NULL);
+	ck_assert_int_eq(current_snapshot(e.conn), 2);
+	check_rows(&e, 1);
+	env_stop(&e);
+}
+END_TEST
+
+/* Wait until the running job's backend reports progress in `view` (a
+ * pg_stat_progress_* view) with `column` over `min`. False if the process
+ * ended first. */
+static bool wait_phase(const struct env *e, struct itest_proc *p, const char *view,
+		       const char *column, long min)
+{
+	for (int i = 0; i < 12000; i++) {
+		if (q(e->conn,
+		      "SELECT count(*) FROM %s v JOIN pg_stat_activity a USING (pid) "
+		      "WHERE a.application_name = 'ingestd congestion' AND v.%s > %ld",
+		      view, column, min) > 0)
+			return true;
+		if (itest_wait(p, 0) >= 0)
+			return false;
+		usleep(5000);
+	}
+	return false;
+}
+
+/* The killed client's backend notices within a second and rolls back. */
+static void wait_backend_gone(const struct env *e)
+{
+	for (int i = 0; i < 200; i++) {
+		if (q(e->conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+			       "'ingestd congestion'") == 0)
+			return;
+		usleep(50000);
+	}
+	ck_abort_msg("the killed run's backend is still there");
+}
+
+/* A digest of what the `congestion` view shows: the rows, each with its
+ * values, order-independent. Cheap next to check_rows. Caller frees. */
+static char *digest(const struct env *e)
+{
+	PGresult *res = itest_pg_exec(
+		e->conn, "SELECT count(*) || ':' || sum(samples) || ':' || sum(uses) || ':' || "
+			 "sum(hashtext(stat_id || '/' || chger_id || '/' || weekday || '/' || hour "
+			 "|| '/' || "
+			 "samples || '/' || uses)::bigint) FROM congestion");
+	char *d = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return d;
+}
+
+/* The previous snapshot is current and shows what it showed, the dead
+ * run's tables gone. */
+static void assert_previous(const struct env *e, long snapshot, const char *want_digest)
+{
+	ck_assert_int_eq(current_snapshot(e->conn), snapshot);
+	char *d = digest(e);
+	ck_assert_str_eq(d, want_digest);
+	free(d);
+	ck_assert_int_eq(q(e->conn,
+			   "SELECT count(*) FROM pg_tables WHERE schemaname = 'congestion_snap' "
+			   "AND tablename NOT IN ('hours_%ld', 'chargers_%ld')",
+			   snapshot, snapshot),
+			 0);
+}
+
+START_TEST(kill9_keeps_previous_snapshot)
+{
+	struct env e;
+	env_start(&e, CHARGERS);
+	fill(&e, 1);
+	snapshot_ok(&e, NULL);
+	check_rows(&e, 1);
+	char *before = digest(&e);
+	fill(&e, 2);
+	/* kill -9 while the rows stream in, then while the index is built */
+	static const struct {
+		const char *view, *column;
+		long min;
+	} points[] = {
+		{"pg_stat_progress_copy", "tuples_processed", 200000},
+		{"pg_stat_progress_create_index", "tuples_done", -1},
+	};
+	long snapshot = 2;
+	for (size_t k = 0; k < ARRAY_LEN(points); k++, snapshot++) {
+		struct itest_proc p;
+		spawn(&e, &p, NULL);
+		ck_assert_msg(wait_phase(&e, &p, points[k].view, points[k].column, points[k].min),
+			      "the run ended before %s", points[k].view);
+		itest_signal(&p, SIGKILL);
+		ck_assert_int_eq(itest_wait(&p, 10000), 128 + SIGKILL);
+		wait_backend_gone(&e);
+		assert_previous(&e, 1, before);
+		/* the dead run's rows say 'running' until the next run */
+		ck_assert_int_eq(q(e.conn,
+				   "SELECT count(*) FROM congestion_snapshot WHERE id = %ld "
+				   "AND outcome = 'running'",
+				   snapshot),
+				 1);
+		itest_stop(&p);
+	}
+	char *out = NULL;
+	ck_assert_int_eq(ingest(&e, NULL, NULL, NULL, &out), 0);
+	assert_contains(out, "marked 1 abandoned run(s) and 1 snapshot(s) failed");
+	free(out);
+	ck_assert_int_eq(current_snapshot(e.conn), 4);
+	check_rows(&e, 2);
+	free(before);
+	ck_assert_int_eq(q(e.conn,
+			   "SELECT count(*) FROM congestion_snapshot WHERE outcome = 'failed' "
+			   "AND error LIKE 'abandoned:%%'"),
+			 2);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM ingest_run WHERE status = 'failed' "
+				   "AND error LIKE 'abandoned:%%'"),
+			 2);
+	env_stop(&e);
+}
+END_TEST
+
+START_TEST(sigterm_rolls_back)
+{
+	struct env e;
+	env_start(&e, CHARGERS);
+	fill(&e, 1);
+	snapshot_ok(&e, NULL);
+	char *before = digest(&e);
+	fill(&e, 2);
+	struct itest_proc p;
+	spawn(&e, &p, NULL);
+	ck_assert(wait_phase(&e, &p, "pg_stat_progress_copy", "tuples_processed", 100000));
+	itest_signal(&p, SIGTERM);
+	ck_assert_int_eq(itest_wait(&p, 20000), 128 + SIGTERM);
+	char *out = itest_proc_output(&p);
+	assert_clean(out);
+	assert_contains(out, "failed: interrupted by Terminated");
+	free(out);
+	itest_stop(&p);
+	assert_previous(&e, 1, before);
+	free(before);
+	ck_assert_int_eq(q(e.conn,
+			   "SELECT count(*) FROM congestion_snapshot WHERE id = 2 AND outcome = "
+			   "'failed' AND error = 'interrupted by Terminated'"),
+			 1);
+	ck_assert_int_eq(
+		q(e.conn, "SELECT count(*) FROM ingest_run WHERE id = 2 AND status = 'failed'"), 1);
+	snapshot_ok(&e, NULL);
+	check_rows(&e, 2);
+	env_stop(&e);
+}
+END_TEST
+
+START_TEST(second_run_refused)
+{
+	struct env e;
+	env_start(&e, CHARGERS);
+	fill(&e, 1);
+	/* one GET a round trip: the first run lasts a while */
+	struct itest_proc p;
+	spawn(&e, &p, "INGESTD_CONGESTION_BATCH=1");
+	for (int i = 0;
+	     i < 2000 && q(e.conn, "SELECT count(*) FROM ingest_run WHERE status = 'running'") == 0;
+	     i++)
+		usleep(5000);
+	char *out = NULL;
+	ck_assert_int_eq(ingest(&e, NULL, NULL, NULL, &out), 75);
+	assert_contains(
+		out,
+		"another congestion snapshot or restore is in progress: congestion run 1 (pid");
+	free(out);
+	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 75);
+	free(out);
+	ck_assert_int_eq(itest_wait(&p, 120000), 0);
+	itest_stop(&p);
+	/* the refused ones left no rows */
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM ingest_run"), 1);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM congestion_snapshot"), 1);
+	check_rows(&e, 1);
+	env_stop(&e);
+}
+END_TEST
+
+/* Leave `table` "detach pending", as a DETACH ... CONCURRENTLY cut short
+ * between its two transactions does: a reader holds a snapshot, the detach
+ * waits for it in its second step and is cancelled there. */
+static void pend_detach(const struct env *e, const char *table)
+{
+	PGconn *reader = itest_pg_connect(e->db), *detacher = itest_pg_connect(e->db);
+	PQclear(itest_pg_exec(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ"));
+	PQclear(itest_pg_exec(reader, "SELECT count(*) FROM congestion_history"));
+	char sql[256];
+	snprintf(sql, sizeof(sql),
+		 "ALTER TABLE congestion_history DETACH PARTITION congestion_snap.%s CONCURRENTLY",
+		 table);
+	ck_assert(PQsendQuery(detacher, sql));
+	for (int i = 0;
+	     i < 1000 && q(e->conn, "SELECT count(*) FROM pg_inherits WHERE inhdetachpending") == 0;
+	     i++)
+		usleep(10000);
+	ck_assert_int_eq(q(e->conn, "SELECT count(*) FROM pg_inherits WHERE inhdetachpending"), 1);
+	usleep(100000);
+	PGcancel *cancel = PQgetCancel(detacher);
+	char err[256];
+	ck_assert(PQcancel(cancel, err, sizeof(err)));
+	PQfreeCancel(cancel);
+	PGresult *res;
+	bool failed = false;
+	while ((res = PQgetResult(detacher)) != NULL) {
+		failed |= PQresultStatus(res) == PGRES_FATAL_ERROR;
+		PQclear(res);
+	}
+	ck_assert(failed);
+	PQclear(itest_pg_exec(reader, "COMMIT"));
+	PQfinish(reader);
+	PQfinish(detacher);
+	ck_assert_int_eq(q(e->conn, "SELECT count(*) FROM pg_inherits WHERE inhdetachpending"), 1);
+}
+
+START_TEST(retention_keeps_k)
+{
+	struct env e;
+	env_start(&e, 500);
+	fill(&e, 1);
+	for (int run = 1; run <= 4; run++) {
+		if (run == 4) {
+			/* what a retention cut short by a crash leaves: snapshot 2
+			 * (the one run 4 drops) half detached, a table attached to
+			 * nothing */
+			pend_detach(&e, "hours_2");
+			PQclear(itest_pg_exec(e.conn, "CREATE TABLE congestion_snap.hours_999 "
+						      "(LIKE congestion_history)"));
+		}
+		char *out = NULL;
+		int rc = ingest(&e, NULL, NULL, "INGESTD_CONGESTION_KEEP=2", &out);
+		ck_assert_msg(rc == 0, "run %d: exit %d\n%s", run, rc, out);
+		if (run == 4)
+			assert_contains(out, "1 detach(es) finalized, 2 table(s) dropped");
+		free(out);
+	}
+	ck_assert_int_eq(current_snapshot(e.conn), 4);
+	ck_assert_int_eq(
+		q(e.conn, "SELECT count(*) FROM congestion_snapshot WHERE dropped_at IS NULL"), 2);
+	ck_assert_int_eq(q(e.conn,
+			   "SELECT count(*) FROM congestion_snapshot WHERE dropped_at IS NOT NULL "
+			   "AND id IN (1, 2)"),
+			 2);
+	PGresult *res =
+		itest_pg_exec(e.conn, "SELECT string_agg(tablename, ',' ORDER BY tablename) "
+				      "FROM pg_tables WHERE schemaname = 'congestion_snap'");
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "chargers_3,chargers_4,hours_3,hours_4");
+	PQclear(res);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = "
+				   "'congestion_history'::regclass"),
+			 2);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM congestion_history"), 2 * 500 * SLOTS);
+	/* history across snapshots answers per snapshot */
+	ck_assert_int_eq(q(e.conn, "SELECT count(DISTINCT snapshot_id) FROM congestion_history"),
+			 2);
+	check_rows(&e, 1);
+	env_stop(&e);
+}
+END_TEST
+
+START_TEST(shrunk_redis_not_current)
+{
+	struct env e;
+	env_start(&e, 2000);
+	fill(&e, 1);
+	snapshot_ok(&e, NULL);
+	/* Redis lost most counters */
+	for (long i = 0; i < e.ids.n; i += 2) {
+		char key[RKEYS_KEY_MAX];
+		rkeys_congestion(key, sizeof(key), e.ids.stat[i], e.ids.chger[i]);
+		ck_assert(rds_append(e.r, 2, (const char *[]){"DEL", key}, NULL));
+	}
+	flush_ok(e.r);
+	char *out = NULL;
+	ck_assert_int_eq(ingest(&e, NULL, NULL, NULL, &out), 65);
+	assert_contains(out, "1000 chargers, under 0.90 of the 2000 of snapshot 1");
+	free(out);
+	ck_assert_int_eq(current_snapshot(e.conn), 1);
+	check_rows(&e, 1);
+	ck_assert_int_eq(
+		q(e.conn,
+		  "SELECT count(*) FROM congestion_snapshot WHERE id = 2 AND outcome = 'failed'"),
+		1);
+	/* samples shrinking alone also counts (the same keys, counts reset) */
+	redis_cmd(e.r, 1, (const char *[]){"FLUSHDB"}, NULL);
+	for (long i = 0; i < e.ids.n; i++) {
+		char key[RKEYS_KEY_MAX];
+		unsigned char zeros[VALUE_BYTES] = {0};
+		int len = rkeys_congestion(key, sizeof(key), e.ids.stat[i], e.ids.chger[i]);
+		ck_assert(rds_append(e.r, 3, (const char *[]){"SET", key, (const char *)zeros},
+				     (const size_t[]){3, (size_t)len, VALUE_BYTES}));
+	}
+	flush_ok(e.r);
+	ck_assert_int_eq(ingest(&e, NULL, NULL, NULL, &out), 65);
+	assert_contains(out, "0 samples, under 0.90 of the");
+	free(out);
+	ck_assert_int_eq(current_snapshot(e.conn), 1);
+	/* an operator accepts it */
+	ck_assert_int_eq(ingest(&e, "--force", NULL, NULL, NULL), 0);
+	ck_assert_int_eq(current_snapshot(e.conn), 4);
+	ck_assert_int_eq(q(e.conn, "SELECT sum(samples) FROM congestion"), 0);
+	env_stop(&e);
+}
+END_TEST
+
+START_TEST(restore_round_trip_exact)
+{
+	struct env e;
+	env_start(&e, CHARGERS);
+	char *out = NULL;
+	/* nothing to restore yet */
+	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 66);
+	assert_contains(out, "no current snapshot to restore");
+	free(out);
+	fill(&e, 3);
+	snapshot_ok(&e, NULL);
+	/* Redis is lost */
+	redis_cmd(e.r, 1, (const char *[]){"FLUSHALL"}, NULL);
+	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
+	assert_contains(out,
+			"10000 chargers (1680000 rows), 10000 counters written, 0 existing kept");
+	free(out);
+	long first = -1;
+	long differ = redis_differs(&e, 3, &first);
+	ck_assert_msg(differ == 0, "%ld counters differ, first charger %ld", differ, first);
+	ck_assert_int_eq(dbsize(&e), CHARGERS);
+
+	/* a counter that exists is left alone... */
+	char key[RKEYS_KEY_MAX];
+	rkeys_congestion(key, sizeof(key), e.ids.stat[5], e.ids.chger[5]);
+	redis_cmd(e.r, 6, (const char *[]){"BITFIELD", key, "INCRBY", "u16", "#0", "1"}, NULL);
+	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
+	assert_contains(out, "0 counters written, 10000 existing kept");
+	free(out);
+	ck_assert_int_eq(redis_differs(&e, 3, &first), 1);
+	ck_assert_int_eq(first, 5);
+	/* ...unless --replace; a kept snapshot by id */
+	ck_assert_int_eq(ingest(&e, "--restore", "--replace", NULL, NULL), 0);
+	ck_assert_int_eq(redis_differs(&e, 3, NULL), 0);
+	fill(&e, 4);
+	snapshot_ok(&e, "INGESTD_CONGESTION_MIN_RATIO=0");
+	ck_assert_int_eq(current_snapshot(e.conn), 2);
+	struct cmd *c = cmd_new(&e, "--restore", "--replace", NULL);
+	c->argv[4] = "--snapshot=1";
+	ck_assert_int_eq(itest_run(c->argv, c->envv, 120000, NULL), 0);
+	free(c);
+	ck_assert_int_eq(redis_differs(&e, 3, NULL), 0);
+	ck_assert_int_eq(ingest(&e, "--restore", "--snapshot=7", NULL, NULL), 66);
+	ck_assert_int_eq(q(e.conn,
+			   "SELECT count(*) FROM ingest_run WHERE job = 'congestion_restore' "
+			   "AND status = 'ok'"),
+			 4);
+	env_stop(&e);
+}
+END_TEST
+
+START_TEST(bad_usage_and_config)
+{
+	struct env e;
+	env_start(&e, 10);
+	ck_assert_int_eq(ingest(&e, "--replace", NULL, NULL, NULL), 64);
+	ck_assert_int_eq(ingest(&e, "--restore", "--force", NULL, NULL), 64);
+	ck_assert_int_eq(ingest(&e, "--snapshot", "x", NULL, NULL), 64);
+	ck_assert_int_eq(ingest(&e, "--bogus", NULL, NULL, NULL), 64);
+	ck_assert_int_eq(ingest(&e, NULL, NULL, "INGESTD_CONGESTION_KEEP=0", NULL), 78);
+	/* Redis unreachable: 69, nothing current changes */
+	char *out = NULL;
+	struct cmd *c = cmd_new(&e, NULL, NULL, NULL);
+	int port = itest_free_port();
+	snprintf(c->env_redis, sizeof(c->env_redis), "REDIS_URL=redis://127.0.0.1:%d/0", port);
+	ck_assert_int_eq(itest_run(c->argv, c->envv, 60000, &out), 69);
+	free(out);
+	free(c);
+	/* a database not migrated: 78 */
+	char *bare = itest_create_db("cgbare");
+	c = cmd_new(&e, NULL, NULL, NULL);
+	snprintf(c->env_db, sizeof(c->env_db), "DATABASE_URL=%s", bare);
+	ck_assert_int_eq(itest_run(c->argv, c->envv, 60000, &out), 78);
+	assert_contains(out, "run `ingestd migrate` first");
+	free(out);
+	free(c);
+	free(bare);
+	env_stop(&e);
+}
+END_TEST
+
+static TCase *area(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+	tcase_set_timeout(tc, 600);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+Suite *test_suite(void)
+{
+	/* one case per area: `test_ingest_congestion retention` runs one */
+	Suite *s = suite_create("ingest_congestion");
+	TCase *tc = area(s, "snapshot");
+	tcase_add_test(tc, rows_equal_redis_counters);
+	tcase_add_test(tc, shrunk_redis_not_current);
+	tc = area(s, "crash");
+	tcase_add_test(tc, kill9_keeps_previous_snapshot);
+	tcase_add_test(tc, sigterm_rolls_back);
+	tcase_add_test(area(s, "concurrency"), second_run_refused);
+	tcase_add_test(area(s, "retention"), retention_keeps_k);
+	tcase_add_test(area(s, "restore"), restore_round_trip_exact);
+	tcase_add_test(area(s, "usage"), bad_usage_and_config);
+	return s;
+}
