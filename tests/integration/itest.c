@@ -377,7 +377,9 @@ void itest_stop(struct itest_proc *proc)
 	proc->log = NULL;
 }
 
-static char *read_file(const char *path)
+/* The file's content, or "" when it cannot be opened (a child's log may not
+ * exist yet). */
+static char *read_file_or_empty(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -396,7 +398,13 @@ static char *read_file(const char *path)
 
 char *itest_proc_output(const struct itest_proc *proc)
 {
-	return read_file(proc->log);
+	return read_file_or_empty(proc->log);
+}
+
+char *itest_read_file(const char *path)
+{
+	ck_assert_msg(access(path, R_OK) == 0, "open %s", path);
+	return read_file_or_empty(path);
 }
 
 int itest_run(char *const argv[], char *const env_extra[], int timeout_ms, char **output)

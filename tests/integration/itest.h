@@ -25,6 +25,9 @@ const char *itest_env(const char *name);
 const char *itest_bin(const char *name);
 /* "$TEST_ROOT/<relative>". Caller frees. */
 char *itest_path(const char *relative);
+/* A whole file, NUL-terminated (caller frees); fails the test when it cannot
+ * be opened. */
+char *itest_read_file(const char *path);
 /* A fresh empty directory under TEST_TMPDIR. Caller frees. */
 char *itest_tmpdir(const char *label);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */

@@ -125,26 +125,10 @@ START_TEST(config_file_errors_name_the_key)
 }
 END_TEST
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "open %s", path);
-	char *data = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&data, &len);
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
-	return data;
-}
-
 START_TEST(docs_config_matches_tables)
 {
 	char *doc_path = itest_path("docs/config.md");
-	char *doc = slurp(doc_path);
+	char *doc = itest_read_file(doc_path);
 	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
 		char *out = NULL;
 		char *args[] = {"--help-config", NULL};

@@ -12,22 +12,6 @@
 
 static const char *const roles[] = {"ingestd", "realtimed", "apid"};
 
-__attribute__((noinline)) static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "open %s", path);
-	char *data = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&data, &len);
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
-	return data;
-}
-
 /* Copy every unit with @PREFIX@ replaced by a prefix whose bin/ holds the
  * binaries under test, so verify can check ExecStart too. */
 START_TEST(units_verify)
@@ -78,7 +62,7 @@ START_TEST(env_examples_match_tables)
 		char rel[64];
 		snprintf(rel, sizeof(rel), "deploy/env/%s.env", roles[i]);
 		char *path = itest_path(rel);
-		char *example = slurp(path);
+		char *example = itest_read_file(path);
 		char *out = NULL;
 		char bin[4096];
 		snprintf(bin, sizeof(bin), "%s", itest_bin(roles[i]));

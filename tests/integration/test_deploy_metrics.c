@@ -53,17 +53,7 @@ static void names_free(struct names *set)
 static char *slurp_rel(const char *relative)
 {
 	char *path = itest_path(relative);
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "open %s", path);
-	char *data = NULL;
-	size_t len = 0;
-	FILE *mem = open_memstream(&data, &len);
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
+	char *data = itest_read_file(path);
 	free(path);
 	return data;
 }
