@@ -21,17 +21,20 @@ for bin in "$OUT"/fuzz_*; do
 	upstream_page) seeds+=("$ROOT/tests/data/upstream") ;;
 	json) seeds+=("$ROOT/tests/data/json" "$ROOT/tests/data/upstream") ;;
 	esac
+	existing=()
+	for seed in "${seeds[@]}"; do [ -d "$seed" ] && existing+=("$seed"); done
 	mkdir -p "$scratch/$name"
 	log=$scratch/$name.log
 	"$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=1024 -max_len=65536 \
 		-artifact_prefix="$OUT/crashes/$name-" -print_final_stats=1 \
-		"$scratch/$name" "${seeds[@]}" >"$log" 2>&1
+		"$scratch/$name" "${existing[@]}" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 	if [ $rc -ne 0 ]; then
 		status=1
 		echo "fuzz $name: FAILED after ${execs:-?} executions"
 		grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -n 10 | sed 's/^/   /'
+		tail -n 5 "$log" | sed 's/^/   | /'
 	else
 		echo "fuzz $name: ${execs:-?} executions in ${SECONDS_EACH}s, no crash"
 	fi
