@@ -27,9 +27,12 @@ mkdir -p "$TEST_TMPDIR" "$TMPROOT/logs"
 echo "harness: $TMPROOT"
 chmod 0755 "$TMPROOT"
 
+child=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	# the running test binary: timeout(1) leads its own process group
+	[ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null
 	# private stores started by itest live under TEST_TMPDIR; stop them all
 	for d in "$TMPROOT/stores" "$TEST_TMPDIR"/*/; do
 		[ -d "$d" ] && "$ROOT/tests/harness/stores.sh" stop "$d" >/dev/null 2>&1
@@ -60,8 +63,14 @@ run_bin() {
 	selected "$name" || return 0
 	log=$TMPROOT/logs/$name.log
 	echo "== $name"
-	timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" >"$log" 2>&1
+	local t0=$SECONDS
+	# in the background, so that Ctrl-C is acted on at once (bash runs a trap
+	# only after a foreground child ends; wait returns on the signal)
+	timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" >"$log" 2>&1 &
+	child=$!
+	wait "$child"
 	local rc=$?
+	child=
 	local line p f
 	line=$(grep -E '^RESULT ' "$log" | tail -n 1)
 	p=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<<"$line")
@@ -72,7 +81,7 @@ run_bin() {
 	fi
 	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crash or timeout without a summary
 	passed=$((passed + p)) failed=$((failed + f))
-	grep -E '^[0-9]+%: Checks' "$log" | sed 's/^/   /'
+	grep -E '^[0-9]+%: Checks' "$log" | sed "s/\$/ ($((SECONDS - t0)) s)/; s/^/   /"
 	if [ "$f" -ne 0 ]; then
 		failed_bins+=("$name")
 		grep -vE '^(RESULT|Running suite)' "$log" | tail -n 40 | sed 's/^/   | /'

@@ -100,7 +100,7 @@ START_TEST(cleanup_after_interrupt)
 	ck_assert(itest_spawn(&proc, argv, env));
 	/* interrupt once the stores run, as Ctrl-C would (the whole group) */
 	char *out = NULL;
-	for (int i = 0; i < 600; i++) {
+	for (int i = 0; i < 2400; i++) { /* 120 s: initdb on a loaded machine */
 		free(out);
 		out = itest_proc_output(&proc);
 		if (strstr(out, "stores: "))
@@ -109,7 +109,7 @@ START_TEST(cleanup_after_interrupt)
 	}
 	ck_assert_msg(strstr(out, "stores: ") != NULL, "stores never started:\n%s", out);
 	kill(-proc.pid, SIGINT);
-	int rc = itest_wait(&proc, 60000);
+	int rc = itest_wait(&proc, 120000);
 	free(out);
 	out = itest_proc_output(&proc);
 	struct nested_run run = {0};
