@@ -27,12 +27,13 @@ mkdir -p "$TEST_TMPDIR" "$TMPROOT/logs"
 echo "harness: $TMPROOT"
 chmod 0755 "$TMPROOT"
 
-child=
+declare -A running_name=() running_t0=() # test binaries running: pid -> name, start second
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	# the running test binary: timeout(1) leads its own process group
-	[ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null
+	# the running test binaries: each timeout(1) leads its own process group
+	local pid
+	for pid in "${!running_name[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
 	# private stores started by itest live under TEST_TMPDIR; stop them all
 	for d in "$TMPROOT/stores" "$TEST_TMPDIR"/*/; do
 		[ -d "$d" ] && "$ROOT/tests/harness/stores.sh" stop "$d" >/dev/null 2>&1
@@ -56,30 +57,25 @@ selected() {
 	return 1
 }
 
+# Test binaries run JOBS at a time (TEST_JOBS; most of their time is spent
+# waiting on servers and timers, not on the CPU). Each one's summary is printed
+# when it ends. Tests share the stores safely: every test makes its own
+# database, uses its own Redis db index, or starts private servers.
+JOBS=${TEST_JOBS:-3}
 passed=0 failed=0 failed_bins=()
-run_bin() {
-	local bin=$1 name log
-	name=$(basename "$bin")
-	selected "$name" || return 0
-	log=$TMPROOT/logs/$name.log
-	echo "== $name"
-	local t0=$SECONDS
-	# in the background, so that Ctrl-C is acted on at once (bash runs a trap
-	# only after a foreground child ends; wait returns on the signal)
-	timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" >"$log" 2>&1 &
-	child=$!
-	wait "$child"
-	local rc=$?
-	child=
+
+report_bin() {
+	local name=$1 rc=$2 t0=$3 log=$TMPROOT/logs/$1.log
 	local line p f
 	line=$(grep -E '^RESULT ' "$log" | tail -n 1)
 	p=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<<"$line")
 	f=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line")
 	p=${p:-0} f=${f:-0}
+	echo "== $name"
 	if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log"; then
 		echo "   sanitizer report in $name" && f=$((f + 1))
 	fi
-	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crash or timeout without a summary
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crash or timeout without a summary
 	passed=$((passed + p)) failed=$((failed + f))
 	grep -E '^[0-9]+%: Checks' "$log" | sed "s/\$/ ($((SECONDS - t0)) s)/; s/^/   /"
 	if [ "$f" -ne 0 ]; then
@@ -88,8 +84,34 @@ run_bin() {
 	fi
 }
 
+# Waits for one running binary (whichever ends first) and reports it.
+reap_one() {
+	local pid rc
+	wait -n -p pid "${!running_name[@]}"
+	rc=$?
+	report_bin "${running_name[$pid]}" "$rc" "${running_t0[$pid]}"
+	unset "running_name[$pid]" "running_t0[$pid]"
+}
+
+run_bin() {
+	local bin=$1 name
+	name=$(basename "$bin")
+	selected "$name" || return 0
+	while [ ${#running_name[@]} -ge "$JOBS" ]; do reap_one; done
+	# in the background, so that Ctrl-C is acted on at once (bash runs a trap
+	# only after a foreground child ends; wait returns on the signal)
+	timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" >"$TMPROOT/logs/$name.log" 2>&1 &
+	running_name[$!]=$name
+	running_t0[$!]=$SECONDS
+}
+
+reap_all() {
+	while [ ${#running_name[@]} -gt 0 ]; do reap_one; done
+}
+
 if [ "$MODE" = all ] || [ "$MODE" = unit ]; then
 	for bin in "$B"/unit/test_*; do [ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"; done
+	reap_all
 fi
 
 if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
@@ -98,7 +120,14 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	TEST_REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMPROOT/stores") || exit 1
 	export TEST_PG_URL TEST_REDIS_URL
 	echo "stores: $TEST_PG_URL $TEST_REDIS_URL"
-	for bin in "$B"/integration/test_*; do [ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"; done
+	# the longest first, so that the short ones fill in around them
+	slow="test_realtimed test_ingest_congestion test_ingest_chargers test_deploy_metrics"
+	for name in $slow; do [ -x "$B/integration/$name" ] && run_bin "$B/integration/$name"; done
+	for bin in "$B"/integration/test_*; do
+		[[ " $slow " == *" $(basename "$bin") "* ]] && continue
+		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"
+	done
+	reap_all
 fi
 
 echo
