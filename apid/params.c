@@ -1,5 +1,7 @@
 #include "params.h"
 
+#include "base.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -35,17 +37,6 @@ static int echo_len(const char *value)
 	return (int)len;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode src[0..len) into dst (room for len + 1); returns the decoded
  * length or -1 on a malformed %XX. plus_is_space for query strings. */
 static long decode(const char *src, size_t len, char *dst, bool plus_is_space)
@@ -56,8 +47,8 @@ static long decode(const char *src, size_t len, char *dst, bool plus_is_space)
 		if (c == '%') {
 			if (i + 2 >= len)
 				return -1;
-			int hi = hex_digit(src[i + 1]);
-			int lo = hex_digit(src[i + 2]);
+			int hi = hex_value(src[i + 1]);
+			int lo = hex_value(src[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			dst[n++] = (char)(hi * 16 + lo);

@@ -1,5 +1,7 @@
 #include "reqscan.h"
 
+#include "base.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -71,17 +73,6 @@ static bool is_tchar(unsigned char c)
 static bool is_value_byte(unsigned char c)
 {
 	return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* The value part of the captured line, trimmed of optional whitespace. */

@@ -20,6 +20,7 @@
 #include "live.h"
 #include "loader.h"
 #include "log.h"
+#include "portfile.h"
 #include "routes.h"
 #include "stats.h"
 #include "worker.h"
@@ -127,19 +128,6 @@ static int bound_port(int fd)
 	if (ss.ss_family == AF_INET6)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	return -1;
-}
-
-static bool write_port_file(const char *path, int port, char *err, size_t errlen)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	FILE *f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-		errf(err, errlen, "APID_PORT_FILE %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return false;
-	}
-	return true;
 }
 
 struct server *server_new(const struct server_config *cfg, const struct meters *meters, char *err,
@@ -369,8 +357,10 @@ bool server_start(struct server *s, char *err, size_t errlen)
 		w->started = true;
 	}
 	if (s->cfg.port_file && s->cfg.port_file[0] &&
-	    !write_port_file(s->cfg.port_file, s->port, err, errlen))
+	    !portfile_write(s->cfg.port_file, s->port)) {
+		errf(err, errlen, "APID_PORT_FILE %s: %s", s->cfg.port_file, strerror(errno));
 		return false;
+	}
 	return true;
 }
 

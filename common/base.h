@@ -7,6 +7,18 @@
 #define MUSTCHECK __attribute__((warn_unused_result))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The value of one hex digit, either case; -1 when c is not one. */
+static inline int hex_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* sysexits codes: a daemon exits only at start-up; ingestd's exit code is its
  * report to the scheduler. */
 enum {

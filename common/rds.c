@@ -1,5 +1,7 @@
 #include "rds.h"
 
+#include "base.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,17 +28,6 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static const char url_forms[] =
 	"expected redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]";
-
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Percent-decode [in, in+len) into out (outlen with the NUL). `what` names
  * the part for the error; its text is never quoted (it may be a password). */

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "portfile.h"
+
 struct admin {
 	struct evhttp *http; /* owned */
 	int port;
@@ -64,22 +66,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 	buf_free(&body);
 }
 
-static bool write_port_file(const char *path, int port)
-{
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return false;
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return false;
-	bool ok = fprintf(f, "%d\n", port) > 0;
-	ok = fclose(f) == 0 && ok;
-	if (ok && rename(tmp, path) == 0)
-		return true;
-	unlink(tmp);
-	return false;
-}
-
 struct admin *admin_new(struct event_base *base, int port, const char *port_file,
 			const struct admin_ops *ops, void *ctx, char *err, size_t errlen)
 {
@@ -106,7 +92,7 @@ struct admin *admin_new(struct event_base *base, int port, const char *port_file
 		goto fail;
 	}
 	a->port = ntohs(sin.sin_port);
-	if (port_file && *port_file && !write_port_file(port_file, a->port)) {
+	if (port_file && *port_file && !portfile_write(port_file, a->port)) {
 		snprintf(err, errlen, "cannot write the port file %s: %s", port_file,
 			 strerror(errno));
 		goto fail;
