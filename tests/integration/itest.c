@@ -553,3 +553,50 @@ long itest_raw_exchange(int port, const char *request, size_t request_len, int t
 	*reply = data;
 	return (long)len;
 }
+
+/* ---- the upstream simulator ---- */
+
+void itest_sim_start(struct itest_sim *sim, const char *const args[])
+{
+	char *dir = itest_tmpdir("sim");
+	char port_file[4096], bin[4096];
+	snprintf(port_file, sizeof(port_file), "%s/port", dir);
+	snprintf(bin, sizeof(bin), "%s", itest_bin("upstream-sim"));
+	char *argv[48] = {bin, "--port", "0", "--port-file", port_file};
+	int n = 5;
+	for (int i = 0; args && args[i]; i++) {
+		ck_assert_msg(n < 47, "too many simulator arguments");
+		argv[n++] = (char *)args[i];
+	}
+	argv[n] = NULL;
+	memset(sim, 0, sizeof(*sim));
+	ck_assert(itest_spawn(&sim->proc, argv, NULL));
+	sim->port = itest_wait_port_file(port_file, 20000);
+	ck_assert_msg(sim->port > 0, "upstream-sim wrote no port:\n%s", itest_proc_output(&sim->proc));
+	snprintf(sim->base, sizeof(sim->base), "http://127.0.0.1:%d/B552584/EvCharger", sim->port);
+	free(dir);
+}
+
+void itest_sim_stop(struct itest_sim *sim)
+{
+	itest_signal(&sim->proc, SIGTERM);
+	ck_assert_int_eq(itest_wait(&sim->proc, 10000), 0); /* clean exit on SIGTERM */
+	itest_stop(&sim->proc);
+}
+
+long itest_sim_get(const struct itest_sim *sim, const char *path, char **body, size_t *body_len)
+{
+	char url[8192];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", sim->port, path);
+	return itest_http_get(url, body, body_len);
+}
+
+void itest_sim_admin(const struct itest_sim *sim, const char *what)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "/__admin/%s", what);
+	char *body = NULL;
+	long status = itest_sim_get(sim, path, &body, NULL);
+	ck_assert_msg(status == 200, "%s: HTTP %ld %s", path, status, body ? body : "");
+	free(body);
+}

@@ -92,6 +92,21 @@ long itest_http(const char *method, const char *url, const char *req_body, char 
 		size_t *body_len, char **headers);
 long itest_http_get(const char *url, char **body, size_t *body_len);
 
+/* bin/upstream-sim on a free loopback port, started with `--port 0 --port-file`
+ * followed by args (NULL-terminated; NULL for none). */
+struct itest_sim {
+	struct itest_proc proc;
+	int port;
+	char base[128]; /* http://127.0.0.1:PORT/B552584/EvCharger */
+};
+void itest_sim_start(struct itest_sim *sim, const char *const args[]);
+/* SIGTERM; the simulator must exit 0 within 10 s. */
+void itest_sim_stop(struct itest_sim *sim);
+/* GET http://127.0.0.1:PORT{path}; as itest_http_get. */
+long itest_sim_get(const struct itest_sim *sim, const char *path, char **body, size_t *body_len);
+/* GET /__admin/{what} (e.g. "faults?clear=1"), which must answer 200. */
+void itest_sim_admin(const struct itest_sim *sim, const char *what);
+
 /* Send raw bytes to 127.0.0.1:port and read the reply until close or
  * timeout_ms; returns bytes read into *reply (caller frees), -1 on error. */
 long itest_raw_exchange(int port, const char *request, size_t request_len, int timeout_ms,

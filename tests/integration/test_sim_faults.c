@@ -20,50 +20,8 @@
 #include "itest.h"
 #include "testmain.h"
 
-struct sim {
-	struct itest_proc proc;
-	int port;
-};
-
-static void sim_start(struct sim *s, const char *const extra[])
-{
-	char *dir = itest_tmpdir("sim");
-	char portfile[4096], bin[4096];
-	snprintf(portfile, sizeof(portfile), "%s/port", dir);
-	snprintf(bin, sizeof(bin), "%s", itest_bin("upstream-sim"));
-	char *argv[40] = {
-		bin, "--port", "0", "--port-file", portfile, "--clock", "fixed:20240605120000"};
-	int n = 7;
-	for (int i = 0; extra && extra[i] && n < 39; i++)
-		argv[n++] = (char *)extra[i];
-	argv[n] = NULL;
-	ck_assert(itest_spawn(&s->proc, argv, NULL));
-	s->port = itest_wait_port_file(portfile, 15000);
-	ck_assert_int_gt(s->port, 0);
-	free(dir);
-}
-
-static void sim_stop(struct sim *s)
-{
-	itest_signal(&s->proc, SIGTERM);
-	ck_assert_int_eq(itest_wait(&s->proc, 10000), 0);
-	itest_stop(&s->proc);
-}
-
-static long get(const struct sim *s, const char *path, char **body, size_t *len)
-{
-	char url[8192];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
-	return itest_http_get(url, body, len);
-}
-
-static void admin(const struct sim *s, const char *path)
-{
-	char *body = NULL;
-	long code = get(s, path, &body, NULL);
-	ck_assert_msg(code == 200, "%s: %ld %s", path, code, body ? body : "");
-	free(body);
-}
+/* every simulator here runs on this fixed clock */
+#define CLOCK "--clock", "fixed:20240605120000"
 
 #define INFO "/B552584/EvCharger/getChargerInfo?serviceKey=test-key&dataType=JSON"
 
@@ -81,10 +39,10 @@ static long long total_of(yajl_val v)
 	return YAJL_GET_INTEGER(t);
 }
 
-static long long stat_counter(const struct sim *s, const char *a, const char *b, const char *c)
+static long long stat_counter(const struct itest_sim *s, const char *a, const char *b, const char *c)
 {
 	char *body = NULL;
-	ck_assert_int_eq(get(s, "/__stats", &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(s, "/__stats", &body, NULL), 200);
 	yajl_val v = parse_or_null(body);
 	ck_assert_ptr_nonnull(v);
 	const char *path[] = {a, b, c, NULL};
@@ -116,9 +74,9 @@ static const char *gateway_xml(int code, const char *msg, char *out, size_t outl
 
 START_TEST(unknown_and_missing_keys)
 {
-	struct sim s;
-	const char *args[] = {"--keys", "alpha,beta", NULL};
-	sim_start(&s, args);
+	struct itest_sim s;
+	const char *args[] = {CLOCK, "--keys", "alpha,beta", NULL};
+	itest_sim_start(&s, args);
 	char expect[512], *body = NULL, url[256], *headers = NULL;
 	gateway_xml(30, "SERVICE_KEY_IS_NOT_REGISTERED_ERROR", expect, sizeof(expect));
 	const char *paths[] = {
@@ -133,7 +91,7 @@ START_TEST(unknown_and_missing_keys)
 		free(body);
 		free(headers);
 	}
-	ck_assert_int_eq(get(&s, "/B552584/EvCharger/getChargerInfo?serviceKey=beta&dataType=JSON",
+	ck_assert_int_eq(itest_sim_get(&s, "/B552584/EvCharger/getChargerInfo?serviceKey=beta&dataType=JSON",
 			     &body, NULL),
 			 200);
 	ck_assert_ptr_nonnull(strstr(body, "\"resultCode\":\"00\""));
@@ -141,15 +99,15 @@ START_TEST(unknown_and_missing_keys)
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "bad_key"), 2);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerStatus", "bad_key"), 1);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "ok"), 1);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(quota_per_key)
 {
-	struct sim s;
-	const char *args[] = {"--keys", "alpha,beta", "--quota", "3", NULL};
-	sim_start(&s, args);
+	struct itest_sim s;
+	const char *args[] = {CLOCK, "--keys", "alpha,beta", "--quota", "3", NULL};
+	itest_sim_start(&s, args);
 	char expect[512], *body = NULL;
 	gateway_xml(22, "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR", expect, sizeof(expect));
 	const char *a =
@@ -157,73 +115,73 @@ START_TEST(quota_per_key)
 	const char *b =
 		"/B552584/EvCharger/getChargerStatus?serviceKey=beta&dataType=JSON&numOfRows=1";
 	for (int i = 0; i < 3; i++) {
-		ck_assert_int_eq(get(&s, a, &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&s, a, &body, NULL), 200);
 		ck_assert_ptr_nonnull(strstr(body, "\"resultCode\":\"00\""));
 		free(body);
 	}
 	for (int i = 0; i < 2; i++) {
-		ck_assert_int_eq(get(&s, a, &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&s, a, &body, NULL), 200);
 		ck_assert_str_eq(body, expect);
 		free(body);
 	}
-	ck_assert_int_eq(get(&s, b, &body, NULL), 200); /* the other key has its own quota */
+	ck_assert_int_eq(itest_sim_get(&s, b, &body, NULL), 200); /* the other key has its own quota */
 	ck_assert_ptr_nonnull(strstr(body, "\"resultCode\":\"00\""));
 	free(body);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "quota"), 2);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "ok"), 3);
 	/* a new KST day resets the quota */
-	admin(&s, "/__admin/clock?set=20240606000001");
-	ck_assert_int_eq(get(&s, a, &body, NULL), 200);
+	itest_sim_admin(&s, "clock?set=20240606000001");
+	ck_assert_int_eq(itest_sim_get(&s, a, &body, NULL), 200);
 	ck_assert_ptr_nonnull(strstr(body, "\"resultCode\":\"00\""));
 	free(body);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(latency)
 {
-	struct sim s;
-	sim_start(&s, NULL);
-	admin(&s, "/__admin/faults?latency=next:1&latency_ms=700");
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
+	itest_sim_admin(&s, "faults?latency=next:1&latency_ms=700");
 	char *body = NULL;
 	double t0 = now_s();
-	ck_assert_int_eq(get(&s, INFO, &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, NULL), 200);
 	double slow = now_s() - t0;
 	ck_assert_ptr_nonnull(strstr(body, "\"resultCode\":\"00\""));
 	free(body);
 	t0 = now_s();
-	ck_assert_int_eq(get(&s, INFO, &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, NULL), 200);
 	double fast = now_s() - t0;
 	free(body);
 	ck_assert_msg(slow >= 0.69 && fast < 0.5, "slow %.3f fast %.3f", slow, fast);
 	ck_assert_int_eq(stat_counter(&s, "faults", "latency", NULL), 1);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(http_5xx)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
 	char *body = NULL;
-	admin(&s, "/__admin/faults?http5xx=next:1&http_code=503");
-	ck_assert_int_eq(get(&s, INFO, &body, NULL), 503);
+	itest_sim_admin(&s, "faults?http5xx=next:1&http_code=503");
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, NULL), 503);
 	ck_assert_ptr_nonnull(strstr(body, "<returnAuthMsg>APPLICATION_ERROR</returnAuthMsg>"));
 	free(body);
-	admin(&s, "/__admin/faults?http5xx=next:20&http_code=0");
+	itest_sim_admin(&s, "faults?http5xx=next:20&http_code=0");
 	int seen[600] = {0};
 	for (int i = 0; i < 20; i++) {
-		long code = get(&s, INFO, &body, NULL);
+		long code = itest_sim_get(&s, INFO, &body, NULL);
 		ck_assert_msg(code == 500 || code == 502 || code == 503 || code == 504, "%ld",
 			      code);
 		seen[code]++;
 		free(body);
 	}
 	ck_assert_int_gt((seen[500] > 0) + (seen[502] > 0) + (seen[503] > 0) + (seen[504] > 0), 1);
-	ck_assert_int_eq(get(&s, INFO, &body, NULL), 200); /* the trigger is used up */
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, NULL), 200); /* the trigger is used up */
 	free(body);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "http5xx"), 21);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
@@ -274,9 +232,9 @@ static long raw_get(int port, const char *path, long *content_length, int *err, 
 
 START_TEST(reset_mid_body)
 {
-	struct sim s;
-	sim_start(&s, NULL);
-	admin(&s, "/__admin/faults?reset=next:1&reset_at=0.3");
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
+	itest_sim_admin(&s, "faults?reset=next:1&reset_at=0.3");
 	const char *path = "/B552584/EvCharger/"
 			   "getChargerInfo?serviceKey=test-key&dataType=JSON&numOfRows=2000";
 	long cl;
@@ -293,20 +251,20 @@ START_TEST(reset_mid_body)
 	ck_assert_int_eq(got, cl);
 	free(buf);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "reset"), 1);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(truncated_json)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
 	const char *path = INFO "&pageNo=2&numOfRows=500";
 	char *full = NULL, *cut = NULL;
 	size_t full_len, cut_len;
-	ck_assert_int_eq(get(&s, path, &full, &full_len), 200);
-	admin(&s, "/__admin/faults?truncate=next:1&truncate_at=0.4");
-	ck_assert_int_eq(get(&s, path, &cut, &cut_len), 200); /* well framed: curl is happy */
+	ck_assert_int_eq(itest_sim_get(&s, path, &full, &full_len), 200);
+	itest_sim_admin(&s, "faults?truncate=next:1&truncate_at=0.4");
+	ck_assert_int_eq(itest_sim_get(&s, path, &cut, &cut_len), 200); /* well framed: curl is happy */
 	ck_assert_int_eq(cut_len, (size_t)(full_len * 0.4));
 	ck_assert(memcmp(full, cut, cut_len) == 0); /* a prefix of the real page */
 	ck_assert_ptr_null(parse_or_null(cut));	    /* but not a JSON document */
@@ -315,21 +273,21 @@ START_TEST(truncated_json)
 	yajl_tree_free(ok);
 	free(full);
 	free(cut);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(xml_error_in_place_of_a_page)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
 	char expect[512], *body = NULL;
-	admin(&s, "/__admin/faults?xml_error=page:3");
+	itest_sim_admin(&s, "faults?xml_error=page:3");
 	for (int page = 1; page <= 4; page++) {
 		char path[256];
 		snprintf(path, sizeof(path), INFO "&pageNo=%d&numOfRows=10", page);
 		for (int again = 0; again < 2; again++) {
-			ck_assert_int_eq(get(&s, path, &body, NULL), 200);
+			ck_assert_int_eq(itest_sim_get(&s, path, &body, NULL), 200);
 			if (page == 3)
 				ck_assert_str_eq(body, gateway_xml(1, "APPLICATION_ERROR", expect,
 								   sizeof(expect)));
@@ -338,19 +296,19 @@ START_TEST(xml_error_in_place_of_a_page)
 			free(body);
 		}
 	}
-	admin(&s, "/__admin/faults?xml_error=next:1&xml_error_code=99");
-	ck_assert_int_eq(get(&s, INFO, &body, NULL), 200);
+	itest_sim_admin(&s, "faults?xml_error=next:1&xml_error_code=99");
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, NULL), 200);
 	ck_assert_str_eq(body, gateway_xml(99, "UNKNOWN_ERROR", expect, sizeof(expect)));
 	free(body);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "xml_error"), 3);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
-static void page_keys(const struct sim *s, const char *path, char keys[][16], long *n)
+static void page_keys(const struct itest_sim *s, const char *path, char keys[][16], long *n)
 {
 	char *body = NULL;
-	ck_assert_int_eq(get(s, path, &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(s, path, &body, NULL), 200);
 	yajl_val v = parse_or_null(body);
 	ck_assert_ptr_nonnull(v);
 	const char *ip[] = {"items", "item", NULL};
@@ -368,15 +326,15 @@ static void page_keys(const struct sim *s, const char *path, char keys[][16], lo
 
 START_TEST(drift_shifts_pages)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
 	static char all[300][16], drifted[100][16];
 	long n_all, n;
 	page_keys(&s, INFO "&pageNo=1&numOfRows=300", all, &n_all);
 	ck_assert_int_eq(n_all, 300);
 	bool saw_back = false, saw_forward = false;
 	for (int i = 0; i < 16 && !(saw_back && saw_forward); i++) {
-		admin(&s, "/__admin/faults?drift=next:1&drift_rows=4");
+		itest_sim_admin(&s, "faults?drift=next:1&drift_rows=4");
 		page_keys(&s, INFO "&pageNo=2&numOfRows=100", drifted, &n);
 		ck_assert_int_eq(n, 100);
 		/* page 2 normally starts at row 100: drift serves 96 (duplicates
@@ -391,46 +349,46 @@ START_TEST(drift_shifts_pages)
 		saw_forward |= forward;
 	}
 	ck_assert(saw_back && saw_forward);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(total_mismatch)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
 	char *body = NULL;
-	admin(&s, "/__admin/faults?total_mismatch=next:2");
+	itest_sim_admin(&s, "faults?total_mismatch=next:2");
 	for (int i = 0; i < 3; i++) {
-		ck_assert_int_eq(get(&s, INFO "&numOfRows=5", &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&s, INFO "&numOfRows=5", &body, NULL), 200);
 		yajl_val v = parse_or_null(body);
 		ck_assert_int_eq(total_of(v), i < 2 ? 10007 : 10000);
 		yajl_tree_free(v);
 		free(body);
 	}
-	admin(&s, "/__admin/faults?total_mismatch=1&total_delta=-9000");
-	ck_assert_int_eq(get(&s, INFO "&numOfRows=5", &body, NULL), 200);
+	itest_sim_admin(&s, "faults?total_mismatch=1&total_delta=-9000");
+	ck_assert_int_eq(itest_sim_get(&s, INFO "&numOfRows=5", &body, NULL), 200);
 	yajl_val v = parse_or_null(body);
 	ck_assert_int_eq(total_of(v), 1000);
 	yajl_tree_free(v);
 	free(body);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(xml_converted_shapes)
 {
-	struct sim s;
-	sim_start(&s, NULL);
-	admin(&s, "/__admin/faults?xml_shapes=1");
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
+	itest_sim_admin(&s, "faults?xml_shapes=1");
 	char *body = NULL;
 	const char *ip[] = {"items", "item", NULL}, *items_path[] = {"items", NULL};
-	ck_assert_int_eq(get(&s, INFO "&numOfRows=1&pageNo=7", &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&s, INFO "&numOfRows=1&pageNo=7", &body, NULL), 200);
 	yajl_val v = parse_or_null(body);
 	ck_assert_ptr_nonnull(yajl_tree_get(v, ip, yajl_t_object)); /* one item: an object */
 	yajl_tree_free(v);
 	free(body);
-	ck_assert_int_eq(get(&s, INFO "&numOfRows=100&pageNo=1000", &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&s, INFO "&numOfRows=100&pageNo=1000", &body, NULL), 200);
 	v = parse_or_null(body);
 	yajl_val items = yajl_tree_get(v, items_path, yajl_t_string); /* none: "" */
 	ck_assert_ptr_nonnull(items);
@@ -438,44 +396,44 @@ START_TEST(xml_converted_shapes)
 	ck_assert_int_eq(total_of(v), 10000);
 	yajl_tree_free(v);
 	free(body);
-	ck_assert_int_eq(get(&s, INFO "&numOfRows=3", &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&s, INFO "&numOfRows=3", &body, NULL), 200);
 	v = parse_or_null(body);
 	ck_assert_ptr_nonnull(yajl_tree_get(v, ip, yajl_t_array)); /* several: still a list */
 	yajl_tree_free(v);
 	free(body);
 	/* faults off: an empty page is an empty list */
-	admin(&s, "/__admin/faults?clear=1");
-	ck_assert_int_eq(get(&s, INFO "&numOfRows=100&pageNo=1000", &body, NULL), 200);
+	itest_sim_admin(&s, "faults?clear=1");
+	ck_assert_int_eq(itest_sim_get(&s, INFO "&numOfRows=100&pageNo=1000", &body, NULL), 200);
 	v = parse_or_null(body);
 	items = yajl_tree_get(v, ip, yajl_t_array);
 	ck_assert_ptr_nonnull(items);
 	ck_assert_int_eq(YAJL_GET_ARRAY(items)->len, 0);
 	yajl_tree_free(v);
 	free(body);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(empty_body_and_service_error)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, (const char *const[]){CLOCK, NULL});
 	char *body = NULL;
 	size_t len = 99;
-	admin(&s, "/__admin/faults?empty_body=next:1");
-	ck_assert_int_eq(get(&s, INFO, &body, &len), 200);
+	itest_sim_admin(&s, "faults?empty_body=next:1");
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, &len), 200);
 	ck_assert_int_eq(len, 0);
 	free(body);
-	admin(&s, "/__admin/faults?service_error=next:1");
-	ck_assert_int_eq(get(&s, INFO, &body, NULL), 200);
+	itest_sim_admin(&s, "faults?service_error=next:1");
+	ck_assert_int_eq(itest_sim_get(&s, INFO, &body, NULL), 200);
 	ck_assert_str_eq(
 		body,
 		"<response><header><resultCode>22</resultCode><resultMsg>"
 		"LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR</resultMsg></header></response>");
 	free(body);
-	admin(&s, "/__admin/"
+	itest_sim_admin(&s, ""
 		  "faults?service_error=next:1&service_error_format=json&service_error_code=1");
-	ck_assert_int_eq(get(&s, INFO "&pageNo=4&numOfRows=9", &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&s, INFO "&pageNo=4&numOfRows=9", &body, NULL), 200);
 	yajl_val v = parse_or_null(body);
 	const char *rc[] = {"resultCode", NULL};
 	ck_assert_str_eq(YAJL_GET_STRING(yajl_tree_get(v, rc, yajl_t_string)), "01");
@@ -483,25 +441,25 @@ START_TEST(empty_body_and_service_error)
 	free(body);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "empty_body"), 1);
 	ck_assert_int_eq(stat_counter(&s, "requests", "getChargerInfo", "service_error"), 2);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(rates_and_scope)
 {
-	struct sim a, b;
-	const char *args[] = {"--fault-seed", "77", "--faults", "http5xx=0.3&only=status", NULL};
-	sim_start(&a, args);
-	sim_start(&b, args);
+	struct itest_sim a, b;
+	const char *args[] = {CLOCK, "--fault-seed", "77", "--faults", "http5xx=0.3&only=status", NULL};
+	itest_sim_start(&a, args);
+	itest_sim_start(&b, args);
 	char *body = NULL;
 	const char *status =
 		"/B552584/EvCharger/getChargerStatus?serviceKey=test-key&dataType=JSON&numOfRows=1";
 	char seq_a[201] = {0}, seq_b[201] = {0};
 	long failures = 0;
 	for (int i = 0; i < 200; i++) {
-		long ca = get(&a, status, &body, NULL);
+		long ca = itest_sim_get(&a, status, &body, NULL);
 		free(body);
-		long cb = get(&b, status, &body, NULL);
+		long cb = itest_sim_get(&b, status, &body, NULL);
 		free(body);
 		seq_a[i] = ca == 200 ? '.' : 'x';
 		seq_b[i] = cb == 200 ? '.' : 'x';
@@ -512,13 +470,13 @@ START_TEST(rates_and_scope)
 	ck_assert_msg(fabs((double)failures - 60) < 4 * sigma, "%ld failures of 200", failures);
 	ck_assert_int_eq(stat_counter(&a, "faults", "http5xx", NULL), failures);
 	for (int i = 0; i < 20; i++) { /* only=status: info is untouched */
-		ck_assert_int_eq(get(&a, INFO "&numOfRows=1", &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&a, INFO "&numOfRows=1", &body, NULL), 200);
 		free(body);
 	}
 	/* switched off at run time */
-	admin(&a, "/__admin/faults?http5xx=off");
+	itest_sim_admin(&a, "faults?http5xx=off");
 	for (int i = 0; i < 20; i++) {
-		ck_assert_int_eq(get(&a, status, &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&a, status, &body, NULL), 200);
 		free(body);
 	}
 	/* bad admin input is refused and changes nothing */
@@ -526,10 +484,10 @@ START_TEST(rates_and_scope)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/__admin/faults?http5xx=1&bogus=2", a.port);
 	ck_assert_int_eq(itest_http_get(url, &body, NULL), 400);
 	free(body);
-	ck_assert_int_eq(get(&a, status, &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(&a, status, &body, NULL), 200);
 	free(body);
-	sim_stop(&a);
-	sim_stop(&b);
+	itest_sim_stop(&a);
+	itest_sim_stop(&b);
 }
 END_TEST
 
@@ -580,18 +538,18 @@ static bool valid_ts(const char *s)
 
 START_TEST(malformed_records_are_the_documented_ones)
 {
-	struct sim s;
-	const char *args[] = {"--seed", "5", "--chargers", "10000", NULL};
-	sim_start(&s, args);
+	struct itest_sim s;
+	const char *args[] = {CLOCK, "--seed", "5", "--chargers", "10000", NULL};
+	itest_sim_start(&s, args);
 	static const int kinds[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 10};
-	admin(&s, "/__admin/faults?malformed=0.05&malformed_kinds=empty_coords,zero_coords,"
+	itest_sim_admin(&s, "faults?malformed=0.05&malformed_kinds=empty_coords,zero_coords,"
 		  "swapped_coords,bad_date,unknown_code,overlong,json_numbers,padded,escapes,"
 		  "absent_fields");
 	long expected = 0, seen_kind[11] = {0};
 	for (int page = 1; page <= 2; page++) {
 		char path[256], *body = NULL;
 		snprintf(path, sizeof(path), INFO "&pageNo=%d&numOfRows=9999", page);
-		ck_assert_int_eq(get(&s, path, &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&s, path, &body, NULL), 200);
 		yajl_val v = parse_or_null(body);
 		ck_assert_ptr_nonnull(v);
 		const char *ip[] = {"items", "item", NULL};
@@ -648,7 +606,7 @@ START_TEST(malformed_records_are_the_documented_ones)
 		ck_assert_int_gt(seen_kind[kinds[k]], 0);
 	ck_assert_int_eq(stat_counter(&s, "malformed_records", NULL, NULL), expected);
 	/* invalid UTF-8: raw bytes, exactly in the selected records */
-	admin(&s, "/__admin/faults?malformed=0.01&malformed_kinds=invalid_utf8");
+	itest_sim_admin(&s, "faults?malformed=0.01&malformed_kinds=invalid_utf8");
 	long want = 0, got = 0;
 	static const int only6[] = {6};
 	for (uint64_t slot = 0; slot < 10000; slot++)
@@ -657,14 +615,14 @@ START_TEST(malformed_records_are_the_documented_ones)
 		char path[256], *body = NULL;
 		size_t len;
 		snprintf(path, sizeof(path), INFO "&pageNo=%d&numOfRows=9999", page);
-		ck_assert_int_eq(get(&s, path, &body, &len), 200);
+		ck_assert_int_eq(itest_sim_get(&s, path, &body, &len), 200);
 		for (size_t i = 0; i + 3 <= len; i++)
 			got += memcmp(body + i, "\xC3\x28\xFF", 3) == 0;
 		free(body);
 	}
 	ck_assert_int_gt(want, 50);
 	ck_assert_int_eq(got, want);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 

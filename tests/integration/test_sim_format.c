@@ -16,42 +16,6 @@
 
 #define FIXED "20240605190000" /* a Wednesday, 19:00 KST */
 
-struct sim {
-	struct itest_proc proc;
-	int port;
-};
-
-static void sim_start(struct sim *s, const char *const extra[])
-{
-	char *dir = itest_tmpdir("sim");
-	char portfile[4096], bin[4096];
-	snprintf(portfile, sizeof(portfile), "%s/port", dir);
-	snprintf(bin, sizeof(bin), "%s", itest_bin("upstream-sim"));
-	char *argv[40] = {bin, "--port", "0", "--port-file", portfile};
-	int n = 5;
-	for (int i = 0; extra && extra[i] && n < 39; i++)
-		argv[n++] = (char *)extra[i];
-	argv[n] = NULL;
-	ck_assert(itest_spawn(&s->proc, argv, NULL));
-	s->port = itest_wait_port_file(portfile, 15000);
-	ck_assert_int_gt(s->port, 0);
-	free(dir);
-}
-
-static void sim_stop(struct sim *s)
-{
-	itest_signal(&s->proc, SIGTERM);
-	ck_assert_int_eq(itest_wait(&s->proc, 10000), 0); /* clean exit on SIGTERM */
-	itest_stop(&s->proc);
-}
-
-static long sim_get(const struct sim *s, const char *path, char **body, size_t *len)
-{
-	char url[8192];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
-	return itest_http_get(url, body, len);
-}
-
 static yajl_val parse(const char *body)
 {
 	char err[512];
@@ -60,7 +24,7 @@ static yajl_val parse(const char *body)
 	return v;
 }
 
-static yajl_val get_page(const struct sim *s, const char *op, long page, long rows,
+static yajl_val get_page(const struct itest_sim *s, const char *op, long page, long rows,
 			 const char *extra)
 {
 	char path[1024];
@@ -69,7 +33,7 @@ static yajl_val get_page(const struct sim *s, const char *op, long page, long ro
 		 "%s?serviceKey=test-key&pageNo=%ld&numOfRows=%ld&dataType=JSON%s",
 		 op, page, rows, extra ? extra : "");
 	char *body = NULL;
-	ck_assert_int_eq(sim_get(s, path, &body, NULL), 200);
+	ck_assert_int_eq(itest_sim_get(s, path, &body, NULL), 200);
 	yajl_val v = parse(body);
 	free(body);
 	return v;
@@ -158,9 +122,9 @@ END_TEST
 
 START_TEST(envelope_json)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {"--clock", "fixed:" FIXED, NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	yajl_val page = get_page(&s, "getChargerInfo", 3, 100, NULL);
 	const char *rc[] = {"resultCode", NULL}, *rm[] = {"resultMsg", NULL};
 	ck_assert_str_eq(YAJL_GET_STRING(yajl_tree_get(page, rc, yajl_t_string)), "00");
@@ -174,7 +138,7 @@ START_TEST(envelope_json)
 	/* defaults: pageNo 1, numOfRows 10 */
 	char *body = NULL;
 	ck_assert_int_eq(
-		sim_get(&s, "/B552584/EvCharger/getChargerInfo?serviceKey=test-key&dataType=JSON",
+		itest_sim_get(&s, "/B552584/EvCharger/getChargerInfo?serviceKey=test-key&dataType=JSON",
 			&body, NULL),
 		200);
 	page = parse(body);
@@ -183,7 +147,7 @@ START_TEST(envelope_json)
 	ck_assert_int_eq(YAJL_GET_ARRAY(items_of(page))->len, 10);
 	yajl_tree_free(page);
 	free(body);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
@@ -338,10 +302,10 @@ static void check_info_item(yajl_val item, const char *now)
 
 START_TEST(every_item_field)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {"--clock", "fixed:" FIXED, "--chargers", "20000", "--seed", "7",
 			      NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	long type02 = 0, rows = 0, stations = 0, small_stations = 0, metro = 0,
 	     chargers_in_station = 0;
 	char prev_stat[16] = "";
@@ -381,15 +345,15 @@ START_TEST(every_item_field)
 	ck_assert_msg(small_stations > (stations - 1) * 80 / 100, "%ld/%ld stations of 1-4",
 		      small_stations, stations);
 	ck_assert_msg(metro > rows * 35 / 100, "metro share %ld/%ld", metro, rows);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(status_item_fields)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {"--clock", "fixed:" FIXED, NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	yajl_val page = get_page(&s, "getChargerStatus", 1, 9999, "&period=10");
 	yajl_val items = items_of(page);
 	size_t n = YAJL_GET_ARRAY(items)->len;
@@ -408,7 +372,7 @@ START_TEST(status_item_fields)
 			      upd);
 	}
 	yajl_tree_free(page);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
@@ -422,9 +386,9 @@ static int count_str(const char *hay, const char *needle)
 
 START_TEST(xml_is_the_default)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {"--clock", "fixed:" FIXED, NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	const char *variants[] = {"", "&dataType=XML", "&dataType=xml"};
 	for (int v = 0; v < 3; v++) {
 		char path[256], *body = NULL, *headers = NULL;
@@ -446,20 +410,20 @@ START_TEST(xml_is_the_default)
 		free(body);
 		free(headers);
 	}
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(same_seed_same_bytes)
 {
-	struct sim a, b, c;
+	struct itest_sim a, b, c;
 	const char *args[] = {"--clock",    "fixed:" FIXED, "--seed", "42",
 			      "--chargers", "30000",	    NULL};
 	const char *other[] = {"--clock",    "fixed:" FIXED, "--seed", "43",
 			       "--chargers", "30000",	     NULL};
-	sim_start(&a, args);
-	sim_start(&b, args);
-	sim_start(&c, other);
+	itest_sim_start(&a, args);
+	itest_sim_start(&b, args);
+	itest_sim_start(&c, other);
 	const char *paths[] = {
 		"/B552584/EvCharger/"
 		"getChargerInfo?serviceKey=test-key&pageNo=2&numOfRows=9999&dataType=JSON",
@@ -470,9 +434,9 @@ START_TEST(same_seed_same_bytes)
 	for (int i = 0; i < 3; i++) {
 		char *x = NULL, *y = NULL, *z = NULL;
 		size_t lx, ly, lz;
-		ck_assert_int_eq(sim_get(&a, paths[i], &x, &lx), 200);
-		ck_assert_int_eq(sim_get(&b, paths[i], &y, &ly), 200);
-		ck_assert_int_eq(sim_get(&c, paths[i], &z, &lz), 200);
+		ck_assert_int_eq(itest_sim_get(&a, paths[i], &x, &lx), 200);
+		ck_assert_int_eq(itest_sim_get(&b, paths[i], &y, &ly), 200);
+		ck_assert_int_eq(itest_sim_get(&c, paths[i], &z, &lz), 200);
 		ck_assert_int_gt(lx, 1000);
 		ck_assert_msg(lx == ly && memcmp(x, y, lx) == 0,
 			      "page %d differs for the same seed", i);
@@ -482,9 +446,9 @@ START_TEST(same_seed_same_bytes)
 		free(y);
 		free(z);
 	}
-	sim_stop(&a);
-	sim_stop(&b);
-	sim_stop(&c);
+	itest_sim_stop(&a);
+	itest_sim_stop(&b);
+	itest_sim_stop(&c);
 }
 END_TEST
 
@@ -495,7 +459,7 @@ static int cmp_key(const void *a, const void *b)
 	return strcmp((const char *)a, (const char *)b);
 }
 
-static void check_coverage(const struct sim *s, long n, long rows)
+static void check_coverage(const struct itest_sim *s, long n, long rows)
 {
 	long pages = (n + rows - 1) / rows;
 	char(*keys)[16] = calloc((size_t)n + 1, sizeof(*keys));
@@ -531,23 +495,23 @@ START_TEST(pages_cover_all_records_once)
 		char n[32];
 		snprintf(n, sizeof(n), "%ld", sizes[si]);
 		const char *args[] = {"--clock", "fixed:" FIXED, "--chargers", n, NULL};
-		struct sim s;
-		sim_start(&s, args);
+		struct itest_sim s;
+		itest_sim_start(&s, args);
 		for (int r = 0; r < 3; r++)
 			check_coverage(&s, sizes[si], rows[r]);
-		sim_stop(&s);
+		itest_sim_stop(&s);
 	}
 }
 END_TEST
 
 START_TEST(parameter_errors)
 {
-	struct sim s;
-	sim_start(&s, NULL);
+	struct itest_sim s;
+	itest_sim_start(&s, NULL);
 	char *body = NULL;
 	size_t len = 99;
 	/* more rows than allowed: 200 with an empty body (UPSTREAM.md) */
-	ck_assert_int_eq(sim_get(&s,
+	ck_assert_int_eq(itest_sim_get(&s,
 				 "/B552584/EvCharger/"
 				 "getChargerInfo?serviceKey=test-key&numOfRows=10000&dataType=JSON",
 				 &body, &len),
@@ -561,28 +525,28 @@ START_TEST(parameter_errors)
 		snprintf(path, sizeof(path),
 			 "/B552584/EvCharger/getChargerStatus?serviceKey=test-key&dataType=JSON&%s",
 			 bad[i]);
-		ck_assert_int_eq(sim_get(&s, path, &body, NULL), 200);
+		ck_assert_int_eq(itest_sim_get(&s, path, &body, NULL), 200);
 		ck_assert_msg(strstr(body, "<returnReasonCode>10</returnReasonCode>") &&
 				      strstr(body, "INVALID_REQUEST_PARAMETER_ERROR"),
 			      "%s: %s", bad[i], body);
 		free(body);
 	}
 	ck_assert_int_eq(
-		sim_get(&s, "/B552584/EvCharger/getNothing?serviceKey=test-key", &body, NULL), 200);
+		itest_sim_get(&s, "/B552584/EvCharger/getNothing?serviceKey=test-key", &body, NULL), 200);
 	ck_assert_ptr_nonnull(
 		strstr(body, "<returnAuthMsg>NO_OPENAPI_SERVICE_ERROR</returnAuthMsg>"));
 	free(body);
-	ck_assert_int_eq(sim_get(&s, "/elsewhere", &body, NULL), 404);
+	ck_assert_int_eq(itest_sim_get(&s, "/elsewhere", &body, NULL), 404);
 	free(body);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(filters)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {"--clock", "fixed:" FIXED, "--chargers", "12000", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	long z11 = 0, zs = 0, kind_h = 0, detail = 0;
 	char zscode[8] = "";
 	for (long p = 1; p <= 2; p++) {
@@ -620,7 +584,7 @@ START_TEST(filters)
 				cases[c].value);
 		yajl_tree_free(page);
 	}
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
@@ -648,9 +612,9 @@ static long rss_kib(pid_t pid)
 START_TEST(thirty_seven_million)
 {
 	double t0 = now_s();
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {"--chargers", "37000000", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	yajl_val page = get_page(&s, "getChargerInfo", 1, 10, NULL);
 	double first = now_s() - t0;
 	ck_assert_int_eq(num_field(page, "totalCount"), 37000000);
@@ -669,7 +633,7 @@ START_TEST(thirty_seven_million)
 			 "getChargerInfo?serviceKey=test-key&pageNo=%ld&numOfRows=9999&dataType="
 			 "JSON",
 			 p);
-		ck_assert_int_eq(sim_get(&s, path, &body, &len), 200);
+		ck_assert_int_eq(itest_sim_get(&s, path, &body, &len), 200);
 		ck_assert_int_gt(len, 5000000);
 		ck_assert_ptr_nonnull(strstr(body, "\"resultCode\":\"00\""));
 		free(body);
@@ -681,7 +645,7 @@ START_TEST(thirty_seven_million)
 #else
 	ck_assert_msg(peak < 50 * 1024, "RSS %ld KiB", peak);
 #endif
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 

@@ -207,45 +207,15 @@ static void fmt_kst(int64_t t, char out[15])
 
 /* ---- simulator plumbing ---- */
 
-struct sim {
-	struct itest_proc proc;
-	int port;
-};
-
-static void sim_start(struct sim *s, const char *const extra[])
+static char *sim_body(const struct itest_sim *s, const char *path, size_t *len)
 {
-	char *dir = itest_tmpdir("sim");
-	char portfile[4096], bin[4096];
-	snprintf(portfile, sizeof(portfile), "%s/port", dir);
-	snprintf(bin, sizeof(bin), "%s", itest_bin("upstream-sim"));
-	char *argv[40] = {bin, "--port", "0", "--port-file", portfile};
-	int n = 5;
-	for (int i = 0; extra && extra[i] && n < 39; i++)
-		argv[n++] = (char *)extra[i];
-	argv[n] = NULL;
-	ck_assert(itest_spawn(&s->proc, argv, NULL));
-	s->port = itest_wait_port_file(portfile, 15000);
-	ck_assert_int_gt(s->port, 0);
-	free(dir);
-}
-
-static void sim_stop(struct sim *s)
-{
-	itest_signal(&s->proc, SIGTERM);
-	ck_assert_int_eq(itest_wait(&s->proc, 10000), 0);
-	itest_stop(&s->proc);
-}
-
-static char *sim_body(const struct sim *s, const char *path, size_t *len)
-{
-	char url[8192], *body = NULL;
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
-	long code = itest_http_get(url, &body, len);
+	char *body = NULL;
+	long code = itest_sim_get(s, path, &body, len);
 	ck_assert_msg(code == 200, "%s: HTTP %ld: %s", path, code, body ? body : "");
 	return body;
 }
 
-static yajl_val sim_json(const struct sim *s, const char *path)
+static yajl_val sim_json(const struct itest_sim *s, const char *path)
 {
 	char *body = sim_body(s, path, NULL), err[512];
 	yajl_val v = yajl_tree_parse(body, err, sizeof(err));
@@ -279,7 +249,7 @@ struct pass {
 	long total;
 };
 
-static void pass_load(struct pass *p, const struct sim *s, const char *op, const char *extra)
+static void pass_load(struct pass *p, const struct itest_sim *s, const char *op, const char *extra)
 {
 	memset(p, 0, sizeof(*p));
 	for (long page = 1; page < 64; page++) {
@@ -337,10 +307,10 @@ static struct pass pass_a, pass_b; /* large: static */
 
 START_TEST(identity_and_status_match_the_formula)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {
 		"--seed", SEED_ARG, "--chargers", "10000", "--clock", "fixed:20240605193012", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	const char *times[] = {"20240605193012", "20240608031729"}; /* Wed evening, Sat night */
 	for (int ti = 0; ti < 2; ti++) {
 		char path[128];
@@ -359,7 +329,7 @@ START_TEST(identity_and_status_match_the_formula)
 		}
 		pass_free(&pass_a);
 	}
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
@@ -370,11 +340,11 @@ static int cmp_str16(const void *a, const void *b)
 
 START_TEST(period_returns_exactly_the_changed_set)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *now = "20240607184459";
 	const char *args[] = {
 		"--seed", SEED_ARG, "--chargers", "10000", "--clock", "fixed:20240607184459", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	static const int minutes[] = {1, 5, 60, 1440};
 	static char expect[10000][16], got[10000][16];
 	for (int mi = 0; mi < 4; mi++) {
@@ -399,12 +369,12 @@ START_TEST(period_returns_exactly_the_changed_set)
 			ck_assert_int_gt(n, 0);
 		pass_free(&pass_a);
 	}
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 /* Counts <stat>S</stat> in an XML pass of N chargers at time ts. */
-static void count_states(const struct sim *s, const char *ts, long n, long counts[10])
+static void count_states(const struct itest_sim *s, const char *ts, long n, long counts[10])
 {
 	char path[256];
 	snprintf(path, sizeof(path), "/__admin/clock?set=%s", ts);
@@ -438,10 +408,10 @@ START_TEST(usage_curve_frequencies)
 	/* At HH:59:59 every charger's current slot started within hour HH, so
 	 * P(charging) is exactly the table value for that day class and hour. */
 	const long n = 25000;
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {
 		"--seed", "99", "--chargers", "25000", "--clock", "fixed:20240605000000", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	struct {
 		const char *ts;
 		int day_class, hour;
@@ -471,7 +441,7 @@ START_TEST(usage_curve_frequencies)
 	}
 	ck_assert(fabs((double)other - samples * 0.01) < 4 * sqrt(samples * 0.01 * 0.99));
 	ck_assert(rate[0] > rate[1] * 3); /* evenings are busier than nights */
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
@@ -549,10 +519,10 @@ static int cmp_keyed(const void *a, const void *b)
 START_TEST(epoch_diff_is_exact)
 {
 	const uint64_t n = 10000;
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {
 		"--seed", SEED_ARG, "--chargers", "10000", "--clock", "fixed:20240605120000", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	for (int e = 1; e <= 2; e++) {
 		pass_load(&pass_a, &s, "getChargerInfo", NULL);
 		yajl_val ep = sim_json(&s, "/__admin/epoch?advance=1");
@@ -632,11 +602,11 @@ START_TEST(epoch_diff_is_exact)
 		pass_free(&pass_b);
 	}
 	/* --epoch 2 at start-up serves the same bytes as two advances */
-	struct sim direct;
+	struct itest_sim direct;
 	const char *args2[] = {"--seed",  SEED_ARG,  "--chargers",
 			       "10000",	  "--clock", "fixed:20240605120000",
 			       "--epoch", "2",	     NULL};
-	sim_start(&direct, args2);
+	itest_sim_start(&direct, args2);
 	const char *path =
 		"/B552584/EvCharger/"
 		"getChargerInfo?serviceKey=test-key&pageNo=2&numOfRows=9999&dataType=JSON";
@@ -645,17 +615,17 @@ START_TEST(epoch_diff_is_exact)
 	ck_assert(la == lb && memcmp(a, b, la) == 0);
 	free(a);
 	free(b);
-	sim_stop(&direct);
-	sim_stop(&s);
+	itest_sim_stop(&direct);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(status_override_propagates)
 {
-	struct sim s;
+	struct itest_sim s;
 	const char *args[] = {
 		"--seed", SEED_ARG, "--chargers", "10000", "--clock", "fixed:20240605120000", NULL};
-	sim_start(&s, args);
+	itest_sim_start(&s, args);
 	char key[16], stat_id[9], path[256];
 	key_of(SEED, 1234, key);
 	memcpy(stat_id, key, 8);
@@ -732,17 +702,17 @@ START_TEST(status_override_propagates)
 		 "http://127.0.0.1:%d/__admin/status?statId=ZZ999999&chgerId=01&stat=3", s.port);
 	ck_assert_int_eq(itest_http_get(url, &body, NULL), 404);
 	free(body);
-	sim_stop(&s);
+	itest_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(clock_modes)
 {
-	struct sim fast, fixed;
+	struct itest_sim fast, fixed;
 	const char *fa[] = {"--clock", "fast:600", "--start", "20240101000000", NULL};
 	const char *fx[] = {"--clock", "fixed:20240101000000", NULL};
-	sim_start(&fast, fa);
-	sim_start(&fixed, fx);
+	itest_sim_start(&fast, fa);
+	itest_sim_start(&fixed, fx);
 	yajl_val a = sim_json(&fast, "/__admin/clock"), b = sim_json(&fixed, "/__admin/clock");
 	usleep(1000000);
 	yajl_val c = sim_json(&fast, "/__admin/clock"), d = sim_json(&fixed, "/__admin/clock");
@@ -763,8 +733,8 @@ START_TEST(clock_modes)
 	a = sim_json(&fixed, "/__admin/clock?mode=fast:60");
 	ck_assert_str_eq(str_at(a, "mode", NULL), "fast:60");
 	yajl_tree_free(a);
-	sim_stop(&fast);
-	sim_stop(&fixed);
+	itest_sim_stop(&fast);
+	itest_sim_stop(&fixed);
 }
 END_TEST
 
