@@ -21,10 +21,12 @@ die() { echo "stores.sh: $*" >&2; exit 1; }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Below the ephemeral range (32768-60999): the suite's own outgoing
+# connections could take a port from there before the server binds it.
 free_port() {
 	local p tries=0
 	while [ $tries -lt 200 ]; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((10000 + RANDOM % 22000))
 		if ! port_in_use "$p"; then echo "$p"; return; fi
 		tries=$((tries + 1))
 	done
@@ -109,11 +111,26 @@ redis_stop() {
 	rm -f "$dir/redis/redis.pid"
 }
 
+# A port picked here can still be taken by a parallel test before the server
+# binds it: with no port asked for and none remembered, try up to 3 ports.
+start_on_free_port() {
+	local fn=$1 kind=$2 dir=$3 port=$4
+	shift 4
+	if [ "$port" != 0 ] || [ -f "$dir/$kind/port" ]; then "$fn" "$dir" "$port" "$@"; return; fi
+	local attempt
+	for attempt in 1 2 3; do
+		( "$fn" "$dir" 0 "$@" ) && return 0
+		rm -f "$dir/$kind/port"
+		echo "stores.sh: retrying $kind on another port" >&2
+	done
+	return 1
+}
+
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stores.sh pg-start|redis-start|pg-stop|pg-kill|redis-stop|redis-kill|stop DIR [PORT] [PASSWORD]"
 case "$cmd" in
-pg-start) pg_start "$dir" "${3:-0}" ;;
-redis-start) redis_start "$dir" "${3:-0}" "${4:-}" ;;
+pg-start) start_on_free_port pg_start pg "$dir" "${3:-0}" ;;
+redis-start) start_on_free_port redis_start redis "$dir" "${3:-0}" "${4:-}" ;;
 pg-stop) pg_stop "$dir" fast ;;
 pg-kill) pg_stop "$dir" kill ;;
 redis-stop) redis_stop "$dir" TERM ;;

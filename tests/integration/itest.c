@@ -159,14 +159,26 @@ char *itest_tmpdir(const char *label)
 
 int itest_free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	socklen_t len = sizeof(addr);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-	close(fd);
-	return ntohs(addr.sin_port);
+	/* Below the kernel's ephemeral range (32768-60999), where the suite's own
+	 * outgoing connections would take a port handed out here before the
+	 * server that asked for it binds it. Tests run in parallel: random. */
+	static unsigned seed;
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (int attempt = 0; attempt < 500; attempt++) {
+		int port = 10000 + (int)(rand_r(&seed) % 22000);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		ck_assert_int_ge(fd, 0);
+		struct sockaddr_in addr = {.sin_family = AF_INET,
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+					   .sin_port = htons((uint16_t)port)};
+		int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+		close(fd);
+		if (rc == 0)
+			return port;
+	}
+	ck_abort_msg("no free port below 32000");
+	return -1;
 }
 
 /* ---- PostgreSQL ---- */

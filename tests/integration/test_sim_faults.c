@@ -203,7 +203,7 @@ static long raw_get(int port, const char *path, long *content_length, int *err, 
 	char *buf = malloc(cap);
 	*err = 0;
 	for (;;) {
-		if (len + 65536 > cap)
+		if (len + 65536 >= cap) /* room for the NUL after a full recv */
 			buf = realloc(buf, cap *= 2);
 		ssize_t r = recv(fd, buf + len, 65536, 0);
 		if (r < 0) {
