@@ -61,7 +61,7 @@ selected() {
 # waiting on servers and timers, not on the CPU). Each one's summary is printed
 # when it ends. Tests share the stores safely: every test makes its own
 # database, uses its own Redis db index, or starts private servers.
-JOBS=${TEST_JOBS:-3}
+JOBS=${TEST_JOBS:-4}
 passed=0 failed=0 failed_bins=()
 
 report_bin() {
@@ -93,16 +93,23 @@ reap_one() {
 	unset "running_name[$pid]" "running_t0[$pid]"
 }
 
+# run_bin BINARY [SHARDS]: SHARDS > 1 spreads the binary's tests over that many
+# processes (testmain.h: TEST_SHARD), each reported on its own.
 run_bin() {
-	local bin=$1 name
+	local bin=$1 shards=${2:-1} name i
 	name=$(basename "$bin")
 	selected "$name" || return 0
-	while [ ${#running_name[@]} -ge "$JOBS" ]; do reap_one; done
-	# in the background, so that Ctrl-C is acted on at once (bash runs a trap
-	# only after a foreground child ends; wait returns on the signal)
-	timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" >"$TMPROOT/logs/$name.log" 2>&1 &
-	running_name[$!]=$name
-	running_t0[$!]=$SECONDS
+	for ((i = 0; i < shards; i++)); do
+		local label=$name
+		[ "$shards" -gt 1 ] && label="$name#$i"
+		while [ ${#running_name[@]} -ge "$JOBS" ]; do reap_one; done
+		# in the background, so that Ctrl-C is acted on at once (bash runs a
+		# trap only after a foreground child ends; wait returns on the signal)
+		TEST_SHARD=$i/$shards timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" \
+			>"$TMPROOT/logs/$label.log" 2>&1 &
+		running_name[$!]=$label
+		running_t0[$!]=$SECONDS
+	done
 }
 
 reap_all() {
@@ -120,11 +127,15 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	TEST_REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMPROOT/stores") || exit 1
 	export TEST_PG_URL TEST_REDIS_URL
 	echo "stores: $TEST_PG_URL $TEST_REDIS_URL"
-	# the longest first, so that the short ones fill in around them
-	slow="test_realtimed test_ingest_congestion test_ingest_chargers test_deploy_metrics"
-	for name in $slow; do [ -x "$B/integration/$name" ] && run_bin "$B/integration/$name"; done
+	# The longest first, so that the short ones fill in around them; these
+	# are split into shards (name:count): their tests share no fixed resource.
+	slow="test_ingest_congestion:4 test_ingest_chargers:4 test_realtimed:3 test_sim_format:2
+	      test_deploy_metrics:1 test_sim_model:2"
+	for entry in $slow; do
+		[ -x "$B/integration/${entry%%:*}" ] && run_bin "$B/integration/${entry%%:*}" "${entry##*:}"
+	done
 	for bin in "$B"/integration/test_*; do
-		[[ " $slow " == *" $(basename "$bin") "* ]] && continue
+		[[ " $slow " == *" $(basename "$bin"):"* ]] && continue
 		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"
 	done
 	reap_all

@@ -581,7 +581,8 @@ static bool backend_running(PGconn *conn, const char *prefix)
 	char sql[512];
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-		 "'ingestd chargers' AND state = 'active' AND query LIKE '%s%%'",
+		 "'ingestd chargers' AND datname = current_database() AND state = 'active' "
+		 "AND query LIKE '%s%%'",
 		 prefix);
 	return itest_pg_long(conn, sql) > 0;
 }
@@ -590,7 +591,8 @@ static void wait_backend_gone(PGconn *conn)
 {
 	for (int i = 0; i < 1000; i++) {
 		if (itest_pg_long(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
-					"application_name = 'ingestd chargers'") == 0)
+					"application_name = 'ingestd chargers' AND "
+					"datname = current_database()") == 0)
 			return;
 		usleep(10000);
 	}

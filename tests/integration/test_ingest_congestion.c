@@ -513,7 +513,8 @@ static bool wait_phase(const struct env *e, struct itest_proc *p, const char *vi
 	for (int i = 0; i < 12000; i++) {
 		if (q(e->conn,
 		      "SELECT count(*) FROM %s v JOIN pg_stat_activity a USING (pid) "
-		      "WHERE a.application_name = 'ingestd congestion' AND v.%s > %ld",
+		      "WHERE a.application_name = 'ingestd congestion' "
+		      "AND a.datname = current_database() AND v.%s > %ld",
 		      view, column, min) > 0)
 			return true;
 		if (itest_wait(p, 0) >= 0)
@@ -528,7 +529,7 @@ static void wait_backend_gone(const struct env *e)
 {
 	for (int i = 0; i < 200; i++) {
 		if (q(e->conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-			       "'ingestd congestion'") == 0)
+			       "'ingestd congestion' AND datname = current_database()") == 0)
 			return;
 		usleep(50000);
 	}
