@@ -139,6 +139,17 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"
 	done
 	reap_all
+	# The daemons the tests spawned logged here (itest_spawn): a sanitizer
+	# report in any of them fails the run, even when its test passed.
+	for log in "$TEST_TMPDIR"/*.log; do
+		[ -f "$log" ] || continue
+		if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log"; then
+			echo "== sanitizer report in a spawned process: ${log##*/}"
+			grep -E -A12 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log" |
+				head -n 30 | sed 's/^/   | /'
+			failed=$((failed + 1)) failed_bins+=("${log##*/}")
+		fi
+	done
 fi
 
 echo

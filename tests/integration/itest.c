@@ -430,11 +430,22 @@ int itest_run(char *const argv[], char *const env_extra[], int timeout_ms, char 
 		itest_wait(&proc, 5000);
 		rc = -1;
 	}
-	if (output)
-		*output = itest_proc_output(&proc);
+	char *out = itest_proc_output(&proc);
 	unlink(proc.log);
 	free(proc.log);
+	/* a sanitizer report of the child fails the test, whatever its exit code */
+	ck_assert_msg(!itest_sanitizer_report(out), "%s: sanitizer report:\n%s", argv[0], out);
+	if (output)
+		*output = out;
+	else
+		free(out);
 	return rc;
+}
+
+bool itest_sanitizer_report(const char *text)
+{
+	return strstr(text, "ERROR: AddressSanitizer") || strstr(text, "ERROR: LeakSanitizer") ||
+	       strstr(text, "runtime error:");
 }
 
 int itest_wait_port_file(const char *path, int timeout_ms)

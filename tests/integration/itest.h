@@ -80,6 +80,11 @@ char *itest_proc_output(const struct itest_proc *proc);
  * itest_wait does; *output (if non-NULL) receives stdout+stderr. */
 int itest_run(char *const argv[], char *const env_extra[], int timeout_ms, char **output);
 
+/* True when text holds an AddressSanitizer, LeakSanitizer or UBSan report
+ * (make SAN=1 builds). itest_run fails on one; tests/run.sh scans the logs of
+ * every spawned process for them after the run. */
+bool itest_sanitizer_report(const char *text);
+
 /* Wait until `path` exists and holds a positive port number; -1 on timeout. */
 int itest_wait_port_file(const char *path, int timeout_ms);
 /* Wait until a TCP connect to 127.0.0.1:port succeeds. */
