@@ -45,6 +45,9 @@ struct apid_settings {
 	int model_poll_s;
 	char *notify_channel;
 	int max_markers;
+	double rate_limit;
+	int rate_burst;
+	int rate_clients;
 };
 
 #define KEY(name, type, min, max, def, flags, doc, field)                                          \
@@ -96,6 +99,17 @@ static const struct cfg_key apid_keys[] = {
 	    notify_channel),
 	KEY("APID_MAX_MARKERS", CFG_INT, 1, 100000, "2000", 0,
 	    "GET /stations refuses (400) a box with more matching stations than this", max_markers),
+	KEY("APID_RATE_LIMIT_PER_SECOND", CFG_DOUBLE, 0, 1000000, "0", 0,
+	    "Requests a second per client address (token bucket); past it 429 with Retry-After; "
+	    "0 = off. /healthz, /readyz and /metrics are never limited",
+	    rate_limit),
+	KEY("APID_RATE_LIMIT_BURST", CFG_INT, 1, 1000000, "50", 0,
+	    "Requests a client may send at once before APID_RATE_LIMIT_PER_SECOND applies",
+	    rate_burst),
+	KEY("APID_RATE_LIMIT_CLIENTS", CFG_INT, 1, 16777216, "65536", 0,
+	    "Client buckets held (fixed memory, 48 bytes each); addresses sharing one may exceed "
+	    "the limit, never fall under it",
+	    rate_clients),
 };
 static const struct cfg_table apid_table = {apid_keys, ARRAY_LEN(apid_keys)};
 static const struct cfg_table *const apid_tables[] = {&common_cfg_table, &apid_table};
@@ -211,6 +225,9 @@ static void server_config_from(const struct apid_settings *st, struct server_con
 		.redis_url = st->common.redis_url,
 		.stats_timeout_ms = st->redis_timeout_ms,
 		.max_markers = (unsigned)st->max_markers,
+		.rate_limit = st->rate_limit,
+		.rate_burst = (unsigned)st->rate_burst,
+		.rate_slots = (size_t)st->rate_clients,
 	};
 }
 

@@ -15,6 +15,7 @@
 #include "kst.h"
 #include "log.h"
 #include "params.h"
+#include "ratelimit.h"
 #include "search.h"
 #include "server.h"
 #include "stats.h"
@@ -39,7 +40,7 @@ static const char *const route_names[ROUTE_COUNT] = {
 };
 
 static const int status_slots[WORKER_STATUS_SLOTS - 1] = {200, 400, 404, 405, 408, 413, 414,
-							  431, 500, 501, 503, 505, 304};
+							  429, 431, 500, 501, 503, 505, 304};
 
 static const char *reason_phrase(int status)
 {
@@ -52,6 +53,7 @@ static const char *reason_phrase(int status)
 	case 408: return "Request Timeout";
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
@@ -804,6 +806,28 @@ static void answer_refusal(struct worker *w, struct evhttp_request *req, struct 
 
 /* ---- dispatch ---- */
 
+/* The per-client limit (off unless APID_RATE_LIMIT_PER_SECOND is set);
+ * probes and scrapes are never limited. False: answered 429. */
+static bool within_rate(struct worker *w, struct evhttp_request *req, struct route_ctx *rc)
+{
+	struct ratelimit *rl = server_ratelimit(w->server);
+	if (!rl || rc->route == ROUTE_HEALTHZ || rc->route == ROUTE_READYZ ||
+	    rc->route == ROUTE_METRICS)
+		return true;
+	const struct sockaddr *addr = NULL;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	if (evcon)
+		addr = evhttp_connection_get_addr(evcon);
+	unsigned retry;
+	if (ratelimit_take(rl, addr, rc->start_ns, &retry))
+		return true;
+	char text[16];
+	snprintf(text, sizeof(text), "%u", retry);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", text);
+	routes_error(w, req, rc, 429, "too many requests from this address; retry in %u s", retry);
+	return false;
+}
+
 static bool path_is(const char *path, size_t len, const char *want)
 {
 	return strlen(want) == len && memcmp(path, want, len) == 0;
@@ -874,6 +898,8 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 		routes_error(w, req, &rc, 405, "method not allowed; use GET");
 		return;
 	}
+	if (!within_rate(w, req, &rc))
+		return;
 	switch (rc.route) {
 	case ROUTE_HEALTHZ: routes_reply(w, req, &rc, 200, "{\"status\":\"ok\"}", 15); return;
 	case ROUTE_READYZ: get_readyz(w, req, &rc); return;

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "portfile.h"
 #include "routes.h"
+#include "ratelimit.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -48,6 +49,7 @@ struct server {
 	atomic_int accepting_workers; /* workers still accepting */
 	atomic_int running_workers;
 	bool listen_closed;
+	struct ratelimit *ratelimit; /* NULL when off */
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -149,8 +151,11 @@ struct server *server_new(const struct server_config *cfg, const struct meters *
 	s->port = bound_port(s->listen_fd);
 	s->nworkers = cfg->workers;
 	s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
-	if (!s->workers) {
+	bool rl_failed = false;
+	s->ratelimit = ratelimit_new(cfg->rate_limit, cfg->rate_burst, cfg->rate_slots, &rl_failed);
+	if (!s->workers || rl_failed) {
 		close(s->listen_fd);
+		free(s->workers);
 		free(s);
 		errf(err, errlen, "out of memory");
 		return NULL;
@@ -172,6 +177,11 @@ void server_set_sources(struct server *s, struct live *live, struct loader *load
 const struct server_config *server_config(const struct server *s)
 {
 	return &s->cfg;
+}
+
+struct ratelimit *server_ratelimit(const struct server *s)
+{
+	return s->ratelimit;
 }
 
 const struct conn_limits *server_conn_limits(const struct server *s)
@@ -442,6 +452,7 @@ void server_free(struct server *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	free(s->workers);
+	ratelimit_free(s->ratelimit);
 	free(s);
 }
 

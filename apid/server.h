@@ -35,6 +35,9 @@ struct server_config {
 	const char *redis_url;	   /* statistics */
 	int stats_timeout_ms;
 	unsigned max_markers; /* /stations refuses boxes with more matches */
+	double rate_limit;    /* requests a second per client address; 0: off */
+	unsigned rate_burst;
+	size_t rate_slots;
 };
 
 struct server;
@@ -69,6 +72,8 @@ bool server_is_draining(const struct server *s);
 
 const struct server_config *server_config(const struct server *s);
 const struct conn_limits *server_conn_limits(const struct server *s);
+/* The per-client request limit (ratelimit.h); NULL when off. */
+struct ratelimit *server_ratelimit(const struct server *s);
 /* 200 or 503 and why (readyz). */
 bool server_ready(const struct server *s, char *why, size_t whylen);
 /* The live state is stale (Redis unreachable or behind): *age_s is its age

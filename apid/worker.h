@@ -40,7 +40,7 @@ enum route {
 };
 
 /* Status codes metrics keep apart; others count under the last slot. */
-#define WORKER_STATUS_SLOTS 14
+#define WORKER_STATUS_SLOTS 15
 
 struct worker {
 	int index;

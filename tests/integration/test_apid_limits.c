@@ -282,6 +282,43 @@ START_TEST(connection_limit)
 }
 END_TEST
 
+/* The per-address token bucket: a burst of 3, then one request every 2 s;
+ * probes are never limited; the refusal says when to come back. */
+START_TEST(rate_limit_per_client)
+{
+	struct apid_env e;
+	fixture(&e, (char *[]){"APID_RATE_LIMIT_PER_SECOND=0.5", "APID_RATE_LIMIT_BURST=3", NULL});
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(apid_get(&e, "/stations/LM000001", NULL), 200);
+	char *body = NULL, *headers = NULL;
+	long status = apid_get_headers(&e, "GET", "/stations/LM000001", &body, &headers);
+	ck_assert_int_eq(status, 429);
+	ck_assert_msg(strstr(headers, "Retry-After: 2\r\n") || strstr(headers, "Retry-After: 1\r\n"),
+		      "%s", headers);
+	ck_assert_ptr_nonnull(strstr(headers, "Content-Type: application/json; charset=utf-8"));
+	yajl_val v = apid_parse(body);
+	ck_assert_msg(strstr(jstr(v, "message"), "too many requests"), "%s", body);
+	yajl_tree_free(v);
+	free(body);
+	free(headers);
+	/* every route counts, probes do not */
+	ck_assert_int_eq(apid_get(&e, "/filters", NULL), 429);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(apid_get(&e, "/healthz", NULL), 200);
+		ck_assert_int_eq(apid_get(&e, "/readyz", NULL), 200);
+	}
+	body = NULL;
+	ck_assert_int_eq(apid_get(&e, "/metrics", &body), 200);
+	ck_assert_msg(strstr(body, "route=\"station\",status=\"429\"} 1"), "%s", body);
+	free(body);
+	/* a token is back after 2 s, and only one */
+	usleep(2100000);
+	ck_assert_int_eq(apid_get(&e, "/stations/LM000001", NULL), 200);
+	ck_assert_int_eq(apid_get(&e, "/stations/LM000001", NULL), 429);
+	apid_teardown(&e);
+}
+END_TEST
+
 START_TEST(sigterm_drains)
 {
 	struct apid_env e;
@@ -362,6 +399,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, framing_refusals_and_pipelining);
 	tcase_add_test(tc, slow_clients_are_cut_off);
 	tcase_add_test(tc, connection_limit);
+	tcase_add_test(tc, rate_limit_per_client);
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, second_sigterm_exits_at_once);
 	suite_add_tcase(s, tc);
