@@ -223,6 +223,7 @@ static void server_config_from(const struct apid_settings *st, struct server_con
 			},
 		.live_stale_ms = ms(st->live_stale_s),
 		.redis_url = st->common.redis_url,
+		.database_url = st->common.database_url,
 		.stats_timeout_ms = st->redis_timeout_ms,
 		.max_markers = (unsigned)st->max_markers,
 		.rate_limit = st->rate_limit,

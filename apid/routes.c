@@ -15,6 +15,7 @@
 #include "kst.h"
 #include "log.h"
 #include "params.h"
+#include "pgstats.h"
 #include "ratelimit.h"
 #include "search.h"
 #include "server.h"
@@ -445,7 +446,7 @@ static void get_statistics(struct worker *w, struct evhttp_request *req, struct 
 		return;
 	}
 	if (!w->stats || !stats_request(w->stats, w, req, rc, w->snap, station, weekday))
-		routes_error(w, req, rc, 503, "statistics unavailable: Redis unreachable");
+		pgstats_answer(w, req, rc, w->snap, station, weekday, "Redis unreachable");
 }
 
 /* ---- GET /stations/summary ---- */

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "portfile.h"
 #include "routes.h"
+#include "pgstats.h"
 #include "ratelimit.h"
 #include "stats.h"
 #include "worker.h"
@@ -213,7 +214,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	conn_drain(w);
-	bool stats_busy = w->stats && stats_pending(w->stats) > 0;
+	bool stats_busy = (w->stats && stats_pending(w->stats) > 0) || pgstats_pending(w->pgstats) > 0;
 	if ((w->nconns == 0 && !stats_busy) || mono_ms() >= w->drain_deadline_ms) {
 		if (w->nconns > 0)
 			log_warn("worker %d: drain time over, closing %u connections", w->index,
@@ -258,6 +259,8 @@ static void *worker_main(void *arg)
 	/* statistics first: its pending answers still need their connections */
 	stats_free(w->stats);
 	w->stats = NULL;
+	pgstats_free(w->pgstats);
+	w->pgstats = NULL;
 	evhttp_free(w->http);
 	w->http = NULL;
 	event_free(w->wake_ev);
@@ -332,6 +335,11 @@ static bool worker_setup(struct server *s, struct worker *w, int index, char *er
 			return false;
 		}
 	}
+	w->pgstats = pgstats_new(w->base, s->cfg.database_url, s->cfg.stats_timeout_ms, s->meters);
+	if (!w->pgstats) {
+		errf(err, errlen, "worker %d: statistics fallback setup failed", index);
+		return false;
+	}
 	atomic_fetch_add(&s->accepting_workers, 1);
 	return true;
 }
@@ -341,6 +349,7 @@ static void worker_cleanup_unstarted(struct worker *w)
 	if (w->started)
 		return;
 	stats_free(w->stats);
+	pgstats_free(w->pgstats);
 	if (w->wake_ev)
 		event_free(w->wake_ev);
 	if (w->http)

@@ -33,6 +33,7 @@ struct server_config {
 	struct conn_limits limits; /* open_connections is set by the server */
 	int live_stale_ms;	   /* readiness: oldest acceptable live state */
 	const char *redis_url;	   /* statistics */
+	const char *database_url;  /* statistics fallback (read-only role) */
 	int stats_timeout_ms;
 	unsigned max_markers; /* /stations refuses boxes with more matches */
 	double rate_limit;    /* requests a second per client address; 0: off */

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "json.h"
+#include "kst.h"
 #include "log.h"
+#include "pgstats.h"
 #include "rds.h"
 #include "rkeys.h"
 #include "routes.h"
@@ -231,7 +233,8 @@ static void put_class(struct json_gen *g, const char *name, size_t n, const bool
 }
 
 void stats_render(struct buf *out, const char *station_id, size_t nchargers, const bool *is_quick,
-		  const char *const *blobs, const size_t *lens, int weekday)
+		  const char *const *blobs, const size_t *lens, int weekday,
+		  const struct stats_source *src)
 {
 	struct json_gen g;
 	json_gen_init(&g, out);
@@ -242,6 +245,12 @@ void stats_render(struct buf *out, const char *station_id, size_t nchargers, con
 	put_class(&g, "standard", nchargers, is_quick, false, blobs, lens, weekday);
 	put_class(&g, "quick", nchargers, is_quick, true, blobs, lens, weekday);
 	json_obj_end(&g);
+	json_kv_str(&g, "source", src->name);
+	if (src->taken_at > 0) {
+		char iso[KST_ISO_SIZE];
+		kst_format_iso(src->taken_at, iso);
+		json_kv_str(&g, "snapshotTakenAt", iso);
+	}
 	json_obj_end(&g);
 	if (!json_gen_finish(&g))
 		out->failed = true;
@@ -265,8 +274,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	p->answered = true;
 	metric_inc(p->st->meters->redis_errors);
-	routes_error(p->w, p->req, &p->rc, 503,
-		     "statistics unavailable: Redis did not answer in time");
+	pgstats_answer(p->w, p->req, &p->rc, p->snap, p->station, p->weekday,
+		       "Redis did not answer in time");
 	/* p stays until the reply (or the connection's end) arrives */
 }
 
@@ -281,10 +290,11 @@ static void on_counters(redisAsyncContext *ac, void *r, void *privdata)
 		size_t n = station->charger_count;
 		if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
 			metric_inc(p->st->meters->redis_errors);
-			routes_error(p->w, p->req, &p->rc, 503, "statistics unavailable: %s",
-				     reply && reply->type == REDIS_REPLY_ERROR
-					     ? reply->str
-					     : "Redis unreachable");
+			char why[128];
+			snprintf(why, sizeof(why), "Redis: %s",
+				 reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+									   : "unreachable");
+			pgstats_answer(p->w, p->req, &p->rc, p->snap, p->station, p->weekday, why);
 		} else {
 			bool *is_quick = malloc((n + 1) * sizeof(*is_quick));
 			const char **blobs = malloc((n + 1) * sizeof(*blobs));
@@ -304,8 +314,9 @@ static void on_counters(redisAsyncContext *ac, void *r, void *privdata)
 				}
 				struct buf *out = &p->w->out;
 				buf_reset(out);
+				static const struct stats_source redis = {"redis", 0};
 				stats_render(out, snap_text(s, station->id), n, is_quick, blobs,
-					     lens, p->weekday);
+					     lens, p->weekday, &redis);
 				if (buf_ok(out))
 					routes_reply(p->w, p->req, &p->rc, 200, out->data,
 						     out->len);

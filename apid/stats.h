@@ -6,7 +6,8 @@
  * (with a timeout), AUTH/SELECT, reconnect with backoff, a deadline per
  * request (503 when Redis is slow or gone), and the arithmetic: a class's
  * ratio for an hour is the sum of its chargers' uses over the sum of their
- * samples, -1 when there is no sample.
+ * samples, -1 when there is no sample. When Redis cannot answer, the
+ * request goes to pgstats.h (the PostgreSQL snapshot).
  *
  * Why Redis and not the PostgreSQL history: the counters are current to
  * the last sample, and one MGET of a station's few keys costs well under a
@@ -18,6 +19,7 @@
 #include <event2/http.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "base.h"
 #include "buf.h"
@@ -37,14 +39,24 @@ void stats_free(struct stats *st);
 size_t stats_pending(const struct stats *st);
 
 /* Start answering the statistics of `station` for `weekday` (0 = Monday).
- * False when Redis is not connected: the caller answers 503. */
+ * False when Redis is not connected: the caller falls back (pgstats.h). A
+ * request Redis then fails or leaves unanswered past the timeout falls
+ * back the same way. */
 bool stats_request(struct stats *st, struct worker *w, struct evhttp_request *req,
 		   const struct route_ctx *rc, struct snap *snap, uint32_t station,
 		   int weekday) MUSTCHECK;
 
+/* Where an answer's counters came from: "redis" (live counters) or
+ * "snapshot" (pgstats.h) with the snapshot's time. */
+struct stats_source {
+	const char *name;
+	time_t taken_at; /* 0: not a snapshot */
+};
+
 /* The answer's JSON from the counters of a station's chargers (blobs[i]
  * NULL or shorter than RKEYS_CONGESTION_BYTES: missing slots are zero). */
 void stats_render(struct buf *out, const char *station_id, size_t nchargers, const bool *is_quick,
-		  const char *const *blobs, const size_t *lens, int weekday);
+		  const char *const *blobs, const size_t *lens, int weekday,
+		  const struct stats_source *src);
 
 #endif

@@ -19,6 +19,7 @@
 struct server;
 struct conn;
 struct stats;
+struct pgstats;
 
 /* Routes, for metrics labels (routes.c names them). */
 enum route {
@@ -69,6 +70,7 @@ struct worker {
 	bool draining;
 	int64_t drain_deadline_ms;
 	struct stats *stats; /* statistics client (stats.c), NULL when disabled */
+	struct pgstats *pgstats; /* its PostgreSQL fallback (pgstats.c) */
 	/* metric series resolved on first use */
 	struct metric *requests[ROUTE_COUNT][WORKER_STATUS_SLOTS];
 	struct metric *durations[ROUTE_COUNT];

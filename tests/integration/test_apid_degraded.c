@@ -1,7 +1,9 @@
 /* apid's degraded modes, with private stores killed and restarted:
  *   Redis killed: answers go on from the last known live state with
  *     X-Live-State: stale; /readyz stays 200 until the state is older than
- *     APID_LIVE_STALE_SECONDS, then 503; statistics 503; after a restart
+ *     APID_LIVE_STALE_SECONDS, then 503; statistics 503 until a PostgreSQL
+ *     congestion snapshot exists, then answered from it (source
+ *     "snapshot"); after a restart
  *     (an empty Redis) the follower reconnects and live changes flow again.
  *   Redis down at start: answers from the load-time states, marked stale;
  *     /readyz 503 until Redis is reached.
@@ -33,6 +35,27 @@ static void seed(struct apid_env *e)
 		     "환경부", "11");
 	apid_charger(e->pg, "ST000001", "01", "02", "7", 2, 0);
 	apid_charger(e->pg, "ST000001", "02", "04", "50", 2, 0);
+}
+
+/* A current congestion snapshot (as `ingestd congestion` leaves it) taken at
+ * 1732500000 (2024-11-25 11:00 KST): ST000001 on Fridays at 10:00, the
+ * standard charger 01 busy in 4 of 4 samples, the quick one 02 in 2 of 8. */
+static void seed_snapshot(struct apid_env *e)
+{
+	apid_sql(e->pg, "INSERT INTO congestion_snapshot (run_id, taken_at, finished_at, outcome, "
+			"is_current) VALUES (1, to_timestamp(1732500000), now(), 'ok', true)");
+	apid_sql(e->pg, "CREATE TABLE congestion_snap.hours_1 PARTITION OF congestion_history "
+			"FOR VALUES IN (1)");
+	apid_sql(e->pg, "INSERT INTO congestion_history VALUES (1, 'ST000001', '01', 4, 10, 4, 4), "
+			"(1, 'ST000001', '02', 4, 10, 8, 2), (1, 'ST000001', '02', 4, 11, 0, 0), "
+			"(1, 'ST000001', 'GONE', 4, 10, 9, 9)");
+}
+
+static double ratio_at(yajl_val v, const char *cls, int hour)
+{
+	yajl_val list = jkey(jkey(v, "congestion"), cls);
+	ck_assert_uint_eq(jlen(list), 24);
+	return jnum(jat(list, (size_t)hour), "ratio");
 }
 
 /* Headers of GET path (caller frees); the status must be `status`. */
@@ -85,7 +108,23 @@ START_TEST(redis_killed_and_restarted)
 	}
 	apid_wait_for(&e, "/stations/summary?stationIds=ST000001", "\"availableCount\":1", 100);
 	yajl_val v = apid_json(&e, "/stations/ST000001/statistics", 503);
-	ck_assert_ptr_nonnull(strstr(jstr(v, "message"), "statistics unavailable"));
+	ck_assert_msg(strstr(jstr(v, "message"), "statistics unavailable: Redis") &&
+			      strstr(jstr(v, "message"), "no congestion snapshot"),
+		      "%s", jstr(v, "message"));
+	yajl_tree_free(v);
+	/* with a snapshot in PostgreSQL, statistics come from it, and say so */
+	seed_snapshot(&e);
+	v = apid_json(&e, "/stations/ST000001/statistics?dayOfWeek=friday", 200);
+	ck_assert_str_eq(jstr(v, "source"), "snapshot");
+	ck_assert_str_eq(jstr(v, "snapshotTakenAt"), "2024-11-25T11:00:00+09:00");
+	ck_assert_double_eq(ratio_at(v, "standard", 10), 1);
+	ck_assert_double_eq(ratio_at(v, "quick", 10), 0.25);
+	ck_assert_double_eq(ratio_at(v, "quick", 11), -1); /* a row without samples */
+	ck_assert_double_eq(ratio_at(v, "standard", 9), -1);
+	yajl_tree_free(v);
+	v = apid_json(&e, "/stations/ST000001/statistics?dayOfWeek=monday", 200);
+	ck_assert_str_eq(jstr(v, "source"), "snapshot");
+	ck_assert_double_eq(ratio_at(v, "standard", 10), -1);
 	yajl_tree_free(v);
 	/* ready while the cached state is young, then not */
 	if (apid_now_ms() - killed < 2000)
@@ -104,7 +143,10 @@ START_TEST(redis_killed_and_restarted)
 	free(h);
 	set_status(&e, "ST000001", "02", 3);
 	apid_wait_for(&e, "/stations/summary?stationIds=ST000001", "\"availableCount\":0", 5000);
-	ck_assert_int_eq(wait_status(&e, "/stations/ST000001/statistics", 200, 10000), 200);
+	apid_wait_for(&e, "/stations/ST000001/statistics", "\"source\":\"redis\"", 10000);
+	v = apid_json(&e, "/stations/ST000001/statistics", 200);
+	ck_assert_ptr_null(jkey(v, "snapshotTakenAt"));
+	yajl_tree_free(v);
 	apid_teardown(&e);
 	itest_store_stop(&redis, "redis");
 }
