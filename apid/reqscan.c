@@ -21,12 +21,13 @@ enum {
 	S_CHUNK_SIZE,	 /* hex digits of a chunk size */
 	S_CHUNK_SIZE_LF, /* CR after the size: LF must follow */
 	S_CHUNK_DATA,	 /* chunk data bytes */
-	S_CHUNK_END,	 /* CR (or LF) after chunk data */
+	S_CHUNK_END,	 /* CR after chunk data */
 	S_CHUNK_END_LF,	 /* LF after that CR */
 };
 
 /* Longest method accepted: longer ones are not methods anyone implements. */
 #define METHOD_MAX 20
+_Static_assert(METHOD_MAX <= sizeof(((struct reqscan *)0)->line), "the method fits in line");
 /* Content-Length digits: 18 fit in 63 bits with room to spare. */
 #define LENGTH_DIGITS_MAX 18
 /* Chunk-size hex digits: 15 keep the size below 2^60. */
@@ -143,6 +144,8 @@ static enum reqscan_status end_head(struct reqscan *s)
 		return refuse(s, 400, "Transfer-Encoding on HTTP/1.0");
 	if (s->is_chunked && s->has_length)
 		return refuse(s, 400, "both Content-Length and Transfer-Encoding");
+	if (s->bodyless && (s->is_chunked || s->content_length > 0))
+		return refuse(s, 400, "body on GET or HEAD");
 	if (s->is_chunked) {
 		s->state = S_CHUNK_SIZE;
 		return REQSCAN_MORE;
@@ -184,11 +187,14 @@ static enum reqscan_status head_byte(struct reqscan *s, unsigned char c)
 	switch (s->state) {
 	case S_METHOD:
 		if (c == ' ' && s->method_len > 0) {
+			s->bodyless = (s->method_len == 3 && memcmp(s->line, "GET", 3) == 0) ||
+				      (s->method_len == 4 && memcmp(s->line, "HEAD", 4) == 0);
 			s->state = S_TARGET;
 			return REQSCAN_MORE;
 		}
 		if (!is_tchar(c) || ++s->method_len > METHOD_MAX)
 			return refuse(s, 400, "malformed request line");
+		s->line[s->method_len - 1] = (char)c; /* METHOD_MAX fits in line */
 		return REQSCAN_MORE;
 	case S_TARGET:
 		if (c == ' ' && s->line_len > 0) {
@@ -205,7 +211,7 @@ static enum reqscan_status head_byte(struct reqscan *s, unsigned char c)
 			return REQSCAN_MORE;
 		}
 		if (c == '\n')
-			return end_request_line(s);
+			return refuse(s, 400, "bare LF in request line");
 		if (s->version_len >= 8)
 			return refuse(s, 400, "malformed request line");
 		s->version[s->version_len++] = (char)c;
@@ -220,7 +226,7 @@ static enum reqscan_status head_byte(struct reqscan *s, unsigned char c)
 			return REQSCAN_MORE;
 		}
 		if (c == '\n')
-			return end_head(s);
+			return refuse(s, 400, "bare LF in header");
 		if (c == ' ' || c == '\t')
 			return refuse(s, 400, "obsolete line folding");
 		if (!is_tchar(c))
@@ -243,10 +249,8 @@ static enum reqscan_status head_byte(struct reqscan *s, unsigned char c)
 			s->state = S_VALUE_LF;
 			return REQSCAN_MORE;
 		}
-		if (c == '\n') {
-			s->state = S_LINE_START;
-			return end_field_line(s);
-		}
+		if (c == '\n')
+			return refuse(s, 400, "bare LF in header");
 		if (!is_value_byte(c))
 			return refuse(s, 400, "control character in header");
 		break;
@@ -275,8 +279,6 @@ static enum reqscan_status chunk_byte(struct reqscan *s, unsigned char c)
 			s->state = S_CHUNK_SIZE_LF;
 			return REQSCAN_MORE;
 		}
-		if (c == '\n')
-			break;
 		int v = hex_value(c);
 		if (v < 0)
 			return refuse(s, 400, "malformed chunk size");
@@ -294,10 +296,7 @@ static enum reqscan_status chunk_byte(struct reqscan *s, unsigned char c)
 			s->state = S_CHUNK_END_LF;
 			return REQSCAN_MORE;
 		}
-		if (c != '\n')
-			return refuse(s, 400, "malformed chunk");
-		s->state = S_CHUNK_SIZE;
-		return REQSCAN_MORE;
+		return refuse(s, 400, "malformed chunk");
 	case S_CHUNK_END_LF:
 		if (c != '\n')
 			return refuse(s, 400, "malformed chunk");

@@ -6,8 +6,11 @@
  * before any body byte is read, or while counting chunks), one
  * Content-Length at most and only digits in it, Transfer-Encoding exactly
  * "chunked" (501 otherwise; 400 when repeated, on HTTP/1.0 or beside a
- * Content-Length), one Host, no obs-fold, no whitespace before a colon, no
- * control bytes, HTTP/1.0 or 1.1 only (505), chunk sizes as bare hex
+ * Content-Length), no body on GET or HEAD (none of apid's routes reads one,
+ * and a proxy may not forward it: a smuggled second request), one Host, no
+ * obs-fold, no whitespace before a colon, no control bytes, every line
+ * ended by CRLF (a bare LF is a line end to evhttp and to some proxies but
+ * not to others), HTTP/1.0 or 1.1 only (505), chunk sizes as bare hex
  * (evhttp refuses chunk extensions, so they are refused here first).
  * Anything this screen accepts, evhttp frames the same way: no request
  * smuggling between the two parsers.
@@ -47,6 +50,7 @@ struct reqscan {
 	char version[9]; /* "HTTP/1.1" */
 	bool is_http10;
 	bool has_length, is_chunked, has_host;
+	bool bodyless; /* GET or HEAD: a body is refused */
 	bool in_trailer;
 	unsigned method_len;
 	unsigned header_lines;

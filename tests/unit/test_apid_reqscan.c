@@ -59,7 +59,22 @@ static const struct {
 	const char *why;
 } cases[] = {
 	{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", REQSCAN_DONE, 0, 0, "plain GET"},
-	{"GET / HTTP/1.0\n\n", REQSCAN_DONE, 0, 0, "bare LF line ends, as evhttp accepts"},
+	{"GET / HTTP/1.0\n\n", REQSCAN_REFUSE, 400, 0, "bare LF ending the request line"},
+	{"GET / HTTP/1.1\r\nHost: a\n\r\n", REQSCAN_REFUSE, 400, 0, "bare LF ending a field"},
+	{"GET / HTTP/1.1\r\nHost: a\r\n\n", REQSCAN_REFUSE, 400, 0, "bare LF ending the head"},
+	{"\n\r\nGET / HTTP/1.1\r\n\r\n", REQSCAN_DONE, 0, 0, "blank bytes before a request"},
+	{"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", REQSCAN_REFUSE, 400, 0,
+	 "body on GET"},
+	{"HEAD / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", REQSCAN_REFUSE, 400,
+	 0, "chunked body on HEAD"},
+	{"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", REQSCAN_DONE, 0, 0,
+	 "GET with an empty body"},
+	{"GETX / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", REQSCAN_DONE, 0, 0,
+	 "a body on another method reaches the router (405)"},
+	{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+	 REQSCAN_REFUSE, 400, 0, "bare LF after a chunk size"},
+	{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
+	 REQSCAN_REFUSE, 400, 0, "bare LF after chunk data"},
 	{"GET /stations?latitude=37.5 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\nGET", REQSCAN_DONE,
 	 0, 62, "pipelined: ends before the next request"},
 	{"\r\n\r\nGET / HTTP/1.1\r\n\r\n", REQSCAN_DONE, 0, 0, "leading blank lines skipped"},
@@ -70,8 +85,8 @@ static const struct {
 	{"POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n", REQSCAN_DONE, 0, 0, "empty body"},
 	{"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 	 REQSCAN_DONE, 0, 0, "chunked body"},
-	{"POST /x HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n3\nabc\n0\nX-T: 1\n\n",
-	 REQSCAN_DONE, 0, 0, "chunked with a trailer, LF only, value case and spaces"},
+	{"POST /x HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+	 REQSCAN_DONE, 0, 0, "chunked with a trailer, value case and spaces"},
 	{"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", REQSCAN_REFUSE, 400,
 	 0, "duplicate Content-Length, even equal"},
 	{"GET / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", REQSCAN_REFUSE, 400, 0,
@@ -173,7 +188,7 @@ END_TEST
 
 START_TEST(state_resets_between_pipelined_requests)
 {
-	const char *text = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nabGET / HTTP/1.1\r\n"
+	const char *text = "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nabPUT / HTTP/1.1\r\n"
 			   "Content-Length: 1\r\n\r\nc";
 	struct reqscan s;
 	reqscan_init(&s, &limits);
