@@ -30,7 +30,10 @@
  *                                 poll_error (last failed poll, one line),
  *                                 sample_started / sample_done (Unix s of the
  *                                 congestion sample begun / finished last),
- *                                 samples (samples finished, ever).
+ *                                 samples (samples finished, ever),
+ *                                 restored_ms (Unix ms: realtimed seeded the
+ *                                 counters from the latest PostgreSQL
+ *                                 snapshot, or found none, in this Redis).
  *   ev:lease                STRING the active realtimed's random token, SET NX
  *                                 PX; every write batch checks it first.
  *   ev:cg:{statId}:{chgerId} STRING congestion counters: 168 slots

@@ -74,6 +74,11 @@ static const struct cfg_key realtimed_keys[] = {
 	       "SIGTERM: longest wait for in-flight writes and the current sample before the "
 	       "lease is released",
 	       drain_s, NULL),
+	RT_KEY("REALTIMED_RESTORE_INGESTD", CFG_STR, 0, 4096, "auto", 0,
+	       "ingestd run as `ingestd congestion --restore` (with DATABASE_URL) when the active "
+	       "instance finds a Redis that never held counters, before sampling begins; auto = "
+	       "the ingestd beside realtimed; empty = never restore",
+	       restore_ingestd, NULL),
 };
 static const struct cfg_table realtimed_table = {realtimed_keys, ARRAY_LEN(realtimed_keys)};
 static const struct cfg_table *const realtimed_tables[] = {&common_cfg_table, &realtimed_table};

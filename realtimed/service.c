@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "poll.h"
+#include "restore.h"
 #include "rkeys.h"
 #include "table.h"
 
@@ -68,6 +69,7 @@ struct service {
 	struct poller *poller;	 /* owned */
 	struct congest *congest; /* owned */
 	struct admin *admin;	 /* owned */
+	struct restore *restore; /* owned */
 	struct svc_metrics m;
 	struct event *sigterm, *sighup, *sigint, *poll_timer, *drain_timer, *drain_check,
 		*watchdog; /* owned */
@@ -77,6 +79,9 @@ struct service {
 	bool need_sweep;
 	bool has_full_table;	  /* this process swept: the table can re-seed Redis */
 	bool sampling;		  /* congest activated for this lease */
+	bool seeded;		  /* Redis holds a complete set: sampling may begin */
+	bool restore_wanted;	  /* Redis holds no counters: restore before sampling */
+	int restore_failures;	  /* restores failed since Redis was found without counters */
 	int64_t covered_ms;	  /* start of the last complete pass acknowledged in Redis */
 	int64_t pending_cover_ms; /* a complete pass waiting for its barrier */
 	bool pending_is_sweep;
@@ -165,6 +170,31 @@ bool service_check_settings(const struct realtimed_settings *s, char *err, size_
 	return true;
 }
 
+/* ---- sampling ---- */
+
+/* Restores that fail before sampling begins without the snapshot: history
+ * matters more than a few samples, but not more than sampling at all. */
+#define RESTORE_ATTEMPTS 3
+
+static void start_restore(struct service *s);
+
+/* Sampling begins once Redis holds a complete set of chargers and, when
+ * Redis had no counters, once the snapshot's counters are back (its SET NX
+ * would keep a counter a sample created first, losing that history). */
+static void start_sampling(struct service *s)
+{
+	if (s->state != SVC_ACTIVE || s->sampling || !s->seeded)
+		return;
+	if (s->restore_wanted) {
+		start_restore(s);
+		return;
+	}
+	if (restore_is_running(s->restore))
+		return;
+	s->sampling = true;
+	congest_activate(s->congest);
+}
+
 /* ---- heartbeat ---- */
 
 static void on_heartbeat_reply(void *arg, const redisReply *reply)
@@ -185,9 +215,9 @@ static void on_heartbeat_reply(void *arg, const redisReply *reply)
 	if (q.value_ms > s->covered_ms)
 		s->covered_ms = q.value_ms;
 	metric_set(s->m.last_poll_ok, (double)q.value_ms / 1000.0);
-	if (q.flag && !s->sampling && s->state == SVC_ACTIVE) {
-		s->sampling = true;
-		congest_activate(s->congest);
+	if (q.flag) {
+		s->seeded = true;
+		start_sampling(s);
 	}
 }
 
@@ -211,6 +241,58 @@ static void heartbeat(struct service *s, int64_t cover_ms, bool is_cover_sweep,
 	if (!q || !aredis_send(s->redis, &c, on_heartbeat_reply, q))
 		free(q);
 	rcmd_free(&c);
+}
+
+/* ---- restore ---- */
+
+static void start_restore(struct service *s)
+{
+	if (restore_is_running(s->restore) || !lease_is_held(s->lease))
+		return;
+	char path[4200], err[512];
+	const char *ingestd =
+		restore_resolve_ingestd(s->settings->restore_ingestd, path, sizeof(path));
+	if (ingestd && restore_start(s->restore, ingestd, s->settings->common.database_url,
+				     s->settings->common.redis_url, err, sizeof(err))) {
+		s->restore_wanted = false;
+		return;
+	}
+	log_error("restore: %s; sampling without the snapshot's counters",
+		  ingestd ? err : "cannot find ingestd (REALTIMED_RESTORE_INGESTD)");
+	s->restore_wanted = false;
+	start_sampling(s);
+}
+
+static void on_restore_done(void *ctx, enum restore_outcome outcome, const char *what)
+{
+	struct service *s = ctx;
+	if (outcome == RESTORE_FAILED) {
+		if (++s->restore_failures < RESTORE_ATTEMPTS) {
+			log_error("restore: `ingestd congestion --restore` failed (%s); retried at the "
+				  "next poll interval, sampling waits",
+				  what);
+			s->restore_wanted = true;
+			return;
+		}
+		log_error("restore: `ingestd congestion --restore` failed %d times (%s); sampling "
+			  "without the snapshot's counters (restore later with `ingestd congestion "
+			  "--restore --replace`, which overwrites the samples counted meanwhile)",
+			  s->restore_failures, what);
+	} else {
+		log_info("restore: %s (%s)",
+			 outcome == RESTORE_DONE ? "counters seeded from the latest snapshot"
+						 : "no snapshot to restore: counters start empty",
+			 what);
+		if (lease_is_held(s->lease)) {
+			char now[24];
+			snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
+			const char *pairs[] = {"restored_ms", now, NULL};
+			heartbeat(s, 0, false, pairs);
+		}
+	}
+	s->restore_wanted = false;
+	s->restore_failures = 0;
+	start_sampling(s);
 }
 
 /* Every status of the complete pass is in Redis: say so. */
@@ -357,6 +439,7 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 		return; /* the poll timer or the next connect decides again */
 	}
 	long long poll_ok = 0, sweep_ok = 0;
+	bool has_counters = false;
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
 		const redisReply *k = reply->element[i], *v = reply->element[i + 1];
 		if (k->type != REDIS_REPLY_STRING)
@@ -365,7 +448,14 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 			(void)aredis_reply_ll(v, &poll_ok);
 		else if (strcmp(k->str, "sweep_ok_ms") == 0)
 			(void)aredis_reply_ll(v, &sweep_ok);
+		else if (strcmp(k->str, "samples") == 0 || strcmp(k->str, "restored_ms") == 0)
+			has_counters = true;
 	}
+	/* no sample ever counted and no restore done in this Redis: its
+	 * counters (if any) are lost; the snapshot's come back first */
+	s->restore_wanted = !has_counters && s->settings->restore_ingestd[0] != '\0';
+	if (s->restore_wanted)
+		s->restore_failures = 0;
 	s->state = SVC_ACTIVE;
 	s->need_sweep = false;
 	bool reapply = false;
@@ -400,10 +490,12 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 		s->pending_is_sweep = !s->need_sweep;
 		s->pending_sweep_started_ms = 0;
 		apply_barrier(s->apply, on_pass_written, s);
-	} else if (!s->need_sweep && !s->sampling) {
-		s->sampling = true;
-		congest_activate(s->congest);
+	} else if (!s->need_sweep) {
+		s->seeded = true;
 	}
+	if (s->restore_wanted)
+		start_restore(s);
+	start_sampling(s);
 	notify_status(s, "active: %s", s->need_sweep ? "sweeping" : "polling");
 	apply_kick(s->apply);
 	start_pass(s);
@@ -425,6 +517,7 @@ static void on_lease_gained(void *ctx)
 	struct service *s = ctx;
 	s->generation++;
 	s->sampling = false;
+	s->seeded = false;
 	metric_set(s->m.lease_held, 1);
 	if (s->state == SVC_DRAINING || s->state == SVC_STOPPED)
 		return;
@@ -436,6 +529,7 @@ static void on_lease_lost(void *ctx, const char *why)
 	struct service *s = ctx;
 	s->generation++;
 	s->sampling = false;
+	s->seeded = false;
 	s->pending_cover_ms = 0;
 	metric_set(s->m.lease_held, 0);
 	poller_cancel(s->poller);
@@ -455,6 +549,7 @@ static void on_redis_ready(void *ctx)
 	if (lease_is_held(s->lease) && (s->state == SVC_ACTIVE || s->state == SVC_DECIDING)) {
 		s->generation++;
 		s->sampling = false;
+		s->seeded = false;
 		congest_deactivate(s->congest);
 		decide(s);
 	}
@@ -470,10 +565,12 @@ static void on_redis_down(void *ctx, const char *why)
 static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct service *s = arg;
-	if (s->state == SVC_DECIDING)
+	if (s->state == SVC_DECIDING) {
 		decide(s);
-	else if (s->state == SVC_ACTIVE)
+	} else if (s->state == SVC_ACTIVE) {
 		start_pass(s);
+		start_sampling(s); /* a failed restore is retried */
+	}
 }
 
 /* ---- draining ---- */
@@ -811,6 +908,7 @@ struct service *service_new(const struct cfg_schema *schema, const char *config_
 	    !(s->congest = congest_new(s->base, s->redis, s->lease, &s->clock,
 				       cfg->sample_interval_s)) ||
 	    !(s->poller = poller_new(s->base, &po, &pe, s)) ||
+	    !(s->restore = restore_new(s->base, on_restore_done, s)) ||
 	    (s->heartbeat_script = aredis_script(s->redis, heartbeat_lua)) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -873,6 +971,7 @@ void service_free(struct service *s)
 		if (events[i])
 			event_free(events[i]);
 	admin_free(s->admin);
+	restore_free(s->restore);
 	poller_free(s->poller);
 	/* the connection first: its pending callbacks still reach the others */
 	aredis_free(s->redis);

@@ -48,6 +48,7 @@ struct realtimed_settings {
 	int pipeline;
 	int redis_timeout_ms;
 	int drain_s;
+	char *restore_ingestd; /* "" off, "auto" beside realtimed, or a path */
 };
 
 /* Margin between the status window and the gap it must cover: the

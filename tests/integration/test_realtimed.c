@@ -339,6 +339,8 @@ static void rt_start_args(struct env *e, struct rt *rt, const char *name, char *
 		snprintf(vars[n++], sizeof(vars[0]), "REALTIMED_DRAIN_SECONDS=5");
 		snprintf(vars[n++], sizeof(vars[0]), "REALTIMED_REDIS_TIMEOUT_MS=2000");
 		snprintf(vars[n++], sizeof(vars[0]), "REALTIMED_CLOCK=fixed:" CLOCK_TS);
+		/* no database here: the restore test turns it on */
+		snprintf(vars[n++], sizeof(vars[0]), "REALTIMED_RESTORE_INGESTD=");
 	}
 	char *env[40];
 	int k = 0;
@@ -1100,6 +1102,128 @@ START_TEST(bad_settings_exit_78)
 }
 END_TEST
 
+/* ---- restore ---- */
+
+/* Counter i's value, byte by byte as rkeys.h describes it (uses <= samples,
+ * one saturated slot, a marker). */
+static void restore_value(long i, unsigned char *v)
+{
+	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
+		unsigned s = (unsigned)((i * 31 + slot * 17) % 2000);
+		if (i % 13 == 3 && slot == 5)
+			s = 65535;
+		unsigned u = s * (unsigned)((i + slot) % 4) / 3;
+		v[4 * slot] = (unsigned char)(s >> 8);
+		v[4 * slot + 1] = (unsigned char)s;
+		v[4 * slot + 2] = (unsigned char)(u >> 8);
+		v[4 * slot + 3] = (unsigned char)u;
+	}
+	uint32_t m = 1700000000u + (uint32_t)i;
+	v[672] = (unsigned char)(m >> 24);
+	v[673] = (unsigned char)(m >> 16);
+	v[674] = (unsigned char)(m >> 8);
+	v[675] = (unsigned char)m;
+}
+
+static void ingestd_ok(const char *db, const struct env *e, const char *a1, const char *a2,
+		       int want)
+{
+	char bin[4096], env_db[4200], env_redis[256];
+	snprintf(bin, sizeof(bin), "%s", itest_bin("ingestd"));
+	snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", db);
+	snprintf(env_redis, sizeof(env_redis), "REDIS_URL=%s", e->redis.url);
+	char *argv[] = {bin, (char *)a1, (char *)a2, NULL};
+	char *envv[] = {env_db, env_redis, "LOG_FORMAT=text", NULL};
+	char *out = NULL;
+	int rc = itest_run(argv, envv, 60000, &out);
+	ck_assert_msg(rc == want, "ingestd %s %s: exit %d, want %d:\n%s", a1, a2 ? a2 : "", rc,
+		      want, out ? out : "");
+	free(out);
+}
+
+/* Redis lost: realtimed starting on it seeds the counters from the latest
+ * PostgreSQL snapshot (through `ingestd congestion --restore`) before it
+ * samples, so they equal the snapshot exactly; with no snapshot it samples
+ * from empty; once restored (or sampled) it never restores again. */
+START_TEST(empty_redis_restores_counters_from_the_snapshot)
+{
+	struct env e;
+	env_start(&e, 600, NULL);
+	char *db = itest_create_db("rtrestore");
+	ingestd_ok(db, &e, "migrate", NULL, 0);
+	char env_db[4200];
+	snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", db);
+	char *extra[] = {env_db, "REALTIMED_RESTORE_INGESTD=auto", "REALTIMED_SAMPLE_INTERVAL=86400",
+			 NULL};
+
+	/* no snapshot yet: the restore finds none, sampling may begin */
+	struct rt rt;
+	rt_start(&e, &rt, "first", extra);
+	wait_log(&rt, "no snapshot to restore: counters start empty (exit 66)", 30000);
+	wait_hb(e.r, "restored_ms", 1, 10000);
+	rt_stop(&rt, 10000);
+
+	/* counters, a snapshot of them, then Redis loses everything */
+	long n;
+	struct charger *cs = sim_chargers(&e.sim, &n);
+	ck_assert_int_eq(n, 600);
+	unsigned char v[RKEYS_CONGESTION_VALUE_BYTES];
+	for (long i = 0; i < n; i++) {
+		char key[RKEYS_KEY_MAX];
+		int len = rkeys_congestion(key, sizeof(key), cs[i].stat_id, cs[i].chger_id);
+		restore_value(i, v);
+		const char *argv[] = {"SET", key, (const char *)v};
+		const size_t lens[] = {3, (size_t)len, sizeof(v)};
+		char err[256];
+		redisReply *reply = rds_command(e.r, 3, argv, lens, err, sizeof(err));
+		ck_assert_msg(reply && reply->type == REDIS_REPLY_STATUS, "SET: %s", err);
+		freeReplyObject(reply);
+	}
+	ingestd_ok(db, &e, "congestion", NULL, 0);
+	freeReplyObject(CMD(e.r, "FLUSHALL"));
+
+	rt_start(&e, &rt, "second", extra);
+	wait_hb(e.r, "restored_ms", 1, 30000);
+	wait_bootstrap(&e);
+	wait_log(&rt, "restore: counters seeded from the latest snapshot (exit 0)", 10000);
+	long differ = 0, first = -1;
+	for (long i = 0; i < n; i++) {
+		char key[RKEYS_KEY_MAX];
+		rkeys_congestion(key, sizeof(key), cs[i].stat_id, cs[i].chger_id);
+		size_t len = 0;
+		char *got = get_string(e.r, "GET", key, NULL, &len);
+		restore_value(i, v);
+		if (!got || len != sizeof(v) || memcmp(got, v, sizeof(v)) != 0) {
+			if (!differ++)
+				first = i;
+		}
+		free(got);
+	}
+	ck_assert_msg(differ == 0, "%ld of %ld counters differ from the snapshot, first %ld",
+		      differ, n, first);
+	ck_assert_int_eq(hb(e.r, "samples"), 0); /* none counted on top */
+	rt_stop(&rt, 10000);
+
+	/* a restart on the same Redis does not restore again */
+	rt_start(&e, &rt, "third", extra);
+	wait_log(&rt, "lease: acquired", 30000);
+	long deadline = now_ms() + 20000;
+	char *body = NULL;
+	while (rt_get(&rt, "/healthz", &body) != 200) { /* a poll written: decided long ago */
+		ck_assert_msg(now_ms() < deadline, "never healthy: %s", body ? body : "");
+		free(body);
+		body = NULL;
+		usleep(100000);
+	}
+	free(body);
+	ck_assert(!rt_log_has(&rt, "restore: started"));
+	rt_stop(&rt, 10000);
+	free(cs);
+	free(db);
+	env_stop(&e);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
 	Suite *s = suite_create("realtimed");
@@ -1117,6 +1241,7 @@ Suite *test_suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, congestion_counts_equal_formula);
 	tcase_add_test(tc, standby_takes_over_after_kill9_without_double_counting);
+	tcase_add_test(tc, empty_redis_restores_counters_from_the_snapshot);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("operations");
 	tcase_set_timeout(tc, 90);
