@@ -9,9 +9,6 @@
 #include "model.h"
 #include "rkeys.h"
 
-/* The standby code as the script compares it: the byte '2' of
- * MODEL_STATUS_STANDBY, which, like every status, is one digit. */
-#define STANDBY_BYTE "50"
 _Static_assert(MODEL_STATUS_STANDBY == 2, "STANDBY_BYTE must be MODEL_STATUS_STANDBY's digit");
 _Static_assert(MODEL_STATUS_UNKNOWN <= 9, "statuses must be one digit");
 

@@ -28,6 +28,11 @@
 
 struct event_base;
 
+/* The standby code as the scripts (apply, prune) compare a stored value's
+ * first byte: '2' of MODEL_STATUS_STANDBY, which, like every status, is one
+ * digit (apply.c checks both). */
+#define STANDBY_BYTE "50"
+
 /* The largest batch_size (a run's flags are one argument). */
 #define APPLY_BATCH_MAX 5000
 

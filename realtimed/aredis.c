@@ -18,7 +18,7 @@
 #include "rbound.h"
 #include "rds.h"
 
-#define AREDIS_MAX_SCRIPTS 8
+#define AREDIS_MAX_SCRIPTS 16
 
 /* The connection's life. */
 enum conn_state {

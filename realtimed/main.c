@@ -31,6 +31,10 @@ static const struct cfg_key realtimed_keys[] = {
 	RT_KEY("REALTIMED_SAMPLE_INTERVAL", CFG_INT, 1, 86400, "600", CFG_RELOAD,
 	       "Seconds between congestion samples (S), at the wall-clock multiples of S",
 	       sample_interval_s, NULL),
+	RT_KEY("REALTIMED_SWEEP_INTERVAL", CFG_INT, 1, 604800, "86400", CFG_RELOAD,
+	       "Seconds between full getChargerInfo sweeps (also done at bootstrap and after an "
+	       "outage); a complete sweep removes the chargers it no longer lists",
+	       sweep_interval_s, NULL),
 	RT_KEY("REALTIMED_ADMIN_PORT", CFG_INT, 0, 65535, "9102", 0,
 	       "Port of the /healthz and /metrics listener on 127.0.0.1; 0 = any free port",
 	       admin_port, NULL),

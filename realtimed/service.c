@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "poll.h"
+#include "prune.h"
 #include "restore.h"
 #include "rkeys.h"
 #include "table.h"
@@ -48,7 +49,7 @@ static const char *const state_names[] = {"standby", "deciding", "active", "drai
 struct svc_metrics {
 	struct metrics *reg; /* owned */
 	struct metric_family *polls, *items;
-	struct metric *applied, *stale, *changes, *batches, *batches_failed;
+	struct metric *applied, *stale, *changes, *batches, *batches_failed, *removed;
 	struct metric *chargers, *dirty, *redis_up, *redis_connects, *lease_held, *lease_acquired;
 	struct metric *ticks_done, *ticks_skipped, *sample_counted, *sample_skipped;
 	struct metric *last_poll_ok, *lag, *sweep_seconds, *sweep_items, *fetch_attempts,
@@ -70,6 +71,7 @@ struct service {
 	struct congest *congest; /* owned */
 	struct admin *admin;	 /* owned */
 	struct restore *restore; /* owned */
+	struct prune *prune;	 /* owned */
 	struct svc_metrics m;
 	struct event *sigterm, *sighup, *sigint, *poll_timer, *drain_timer, *drain_check,
 		*watchdog; /* owned */
@@ -88,6 +90,9 @@ struct service {
 	int64_t pending_sweep_started_ms; /* 0: a re-apply from memory, no sweep */
 	long pending_sweep_items;
 	int64_t sweep_started_ms;
+	int64_t swept_ms;	    /* start of the last complete sweep in Redis (sweep_ok_ms) */
+	uint16_t sweep_stamp;	    /* the table's stamp of the sweep running */
+	uint16_t pending_sweep_stamp; /* ... of the complete sweep waiting for its barrier */
 	int64_t last_poll_start_ms;
 	int exit_code;
 };
@@ -324,6 +329,9 @@ static void on_pass_written(void *ctx)
 			 s->pending_sweep_items, seconds, table_count(s->table));
 		metric_set(s->m.sweep_seconds, seconds);
 		metric_set(s->m.sweep_items, (double)s->pending_sweep_items);
+		s->swept_ms = s->pending_cover_ms;
+		/* every page complete and acknowledged: what it did not list is gone */
+		prune_start(s->prune, s->pending_sweep_stamp);
 	} else if (s->pending_is_sweep) {
 		log_info("re-apply written: %zu chargers from memory", table_count(s->table));
 	}
@@ -351,6 +359,13 @@ static void start_pass(struct service *s)
 			 (long long)((now - s->covered_ms) / 1000), s->settings->status_period_min);
 		s->need_sweep = true;
 	}
+	if (!s->need_sweep && s->swept_ms > 0 &&
+	    now - s->swept_ms >= (int64_t)s->settings->sweep_interval_s * 1000) {
+		log_info("last complete sweep %lld s ago: sweeping all chargers "
+			 "(REALTIMED_SWEEP_INTERVAL)",
+			 (long long)((now - s->swept_ms) / 1000));
+		s->need_sweep = true;
+	}
 	enum poll_kind kind = s->need_sweep ? POLL_SWEEP : POLL_STATUS;
 	if (!poller_start(s->poller, kind, s->settings->status_period_min)) {
 		log_error("cannot start a %s pass (no service key, or out of memory)",
@@ -360,6 +375,7 @@ static void start_pass(struct service *s)
 	s->last_poll_start_ms = now;
 	if (kind == POLL_SWEEP) {
 		s->sweep_started_ms = now;
+		s->sweep_stamp = table_new_stamp(s->table);
 		log_info("sweep started (getChargerInfo, every page)");
 		notify_status(s, "active: sweeping");
 	}
@@ -397,6 +413,7 @@ static void on_pass_done(void *ctx, const struct poll_summary *sum)
 			s->pending_is_sweep = true;
 			s->pending_sweep_started_ms = sum->started_ms;
 			s->pending_sweep_items = sum->items;
+			s->pending_sweep_stamp = s->sweep_stamp;
 			notify_status(s, "active: polling");
 		}
 		if (sum->started_ms > s->pending_cover_ms)
@@ -474,6 +491,7 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 	}
 	if ((int64_t)poll_ok > s->covered_ms)
 		s->covered_ms = poll_ok;
+	s->swept_ms = sweep_ok;
 	int64_t now = wall_ms();
 	if (!s->need_sweep && now - s->covered_ms > window_ms(s)) {
 		s->need_sweep = true;
@@ -534,6 +552,7 @@ static void on_lease_lost(void *ctx, const char *why)
 	metric_set(s->m.lease_held, 0);
 	poller_cancel(s->poller);
 	congest_deactivate(s->congest);
+	prune_cancel(s->prune);
 	if (s->state != SVC_DRAINING && s->state != SVC_STOPPED) {
 		s->state = SVC_STANDBY;
 		notify_status(s, "standby: %s", why);
@@ -551,6 +570,7 @@ static void on_redis_ready(void *ctx)
 		s->sampling = false;
 		s->seeded = false;
 		congest_deactivate(s->congest);
+		prune_cancel(s->prune);
 		decide(s);
 	}
 	apply_kick(s->apply);
@@ -626,6 +646,7 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 	s->state = SVC_DRAINING;
 	event_del(s->poll_timer);
 	poller_cancel(s->poller);
+	prune_cancel(s->prune);
 	apply_kick(s->apply);
 	struct timeval limit = {s->settings->drain_s, 0};
 	event_add(s->drain_timer, &limit);
@@ -792,6 +813,7 @@ static bool metrics(void *ctx, struct buf *body)
 	sync_counter(s, 10, s->m.sample_skipped, cs->chargers_skipped);
 	sync_counter(s, 11, s->m.fetch_attempts, poller_attempts(s->poller));
 	sync_counter(s, 12, s->m.fetch_retries, poller_retries(s->poller));
+	sync_counter(s, 13, s->m.removed, prune_stats(s->prune)->removed);
 	metric_set(s->m.chargers, (double)table_count(s->table));
 	metric_set(s->m.dirty, (double)table_dirty_count(s->table));
 	return metrics_write(s->m.reg, body);
@@ -814,6 +836,8 @@ static bool metrics_setup(struct svc_metrics *m)
 				   "Statuses Redis refused as not newer than the stored one");
 	m->changes = metrics_counter(r, "realtimed_changes_total", "Entries added to ev:changes");
 	m->batches = metrics_counter(r, "realtimed_batches_total", "Apply batches acknowledged");
+	m->removed = metrics_counter(r, "realtimed_chargers_removed_total",
+				     "Chargers removed from Redis: absent from a complete sweep");
 	m->batches_failed = metrics_counter(r, "realtimed_batches_failed_total",
 					    "Apply batches failed and queued again");
 	m->chargers = metrics_gauge(r, "realtimed_chargers", "Chargers known to this instance");
@@ -847,7 +871,7 @@ static bool metrics_setup(struct svc_metrics *m)
 	m->fetch_retries = metrics_counter(r, "realtimed_upstream_retries_total",
 					   "Upstream page requests that were retries");
 	return m->polls && m->items && m->applied && m->stale && m->changes && m->batches &&
-	       m->batches_failed && m->chargers && m->dirty && m->redis_up && m->redis_connects &&
+	       m->batches_failed && m->removed && m->chargers && m->dirty && m->redis_up && m->redis_connects &&
 	       m->lease_held && m->lease_acquired && m->ticks_done && m->ticks_skipped &&
 	       m->sample_counted && m->sample_skipped && m->last_poll_ok && m->lag &&
 	       m->sweep_seconds && m->sweep_items && m->fetch_attempts && m->fetch_retries;
@@ -909,6 +933,7 @@ struct service *service_new(const struct cfg_schema *schema, const char *config_
 				       cfg->sample_interval_s)) ||
 	    !(s->poller = poller_new(s->base, &po, &pe, s)) ||
 	    !(s->restore = restore_new(s->base, on_restore_done, s)) ||
+	    !(s->prune = prune_new(s->redis, s->lease, s->table)) ||
 	    (s->heartbeat_script = aredis_script(s->redis, heartbeat_lua)) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -976,6 +1001,7 @@ void service_free(struct service *s)
 	/* the connection first: its pending callbacks still reach the others */
 	aredis_free(s->redis);
 	congest_free(s->congest);
+	prune_free(s->prune);
 	apply_free(s->apply);
 	lease_free(s->lease);
 	table_free(s->table);

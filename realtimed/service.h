@@ -33,6 +33,7 @@ struct realtimed_settings {
 	int poll_interval_s;   /* T */
 	int status_period_min; /* P */
 	int sample_interval_s; /* S */
+	int sweep_interval_s;
 	int admin_port;
 	char *port_file;
 	int lease_ms;

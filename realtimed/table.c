@@ -11,6 +11,7 @@ struct table {
 	uint32_t dirty_head, dirty_tail; /* FIFO of dirty entries: index + 1, 0 = none */
 	size_t dirty;
 	int64_t newest;
+	uint16_t stamp; /* given to every put; a sweep takes a new one */
 };
 
 /* FNV-1a over "statId\0chgerId". */
@@ -124,6 +125,14 @@ enum table_put table_put(struct table *t, const struct table_item *item)
 		size_t index = t->slots[slot] - 1;
 		struct table_entry *e = &t->entries[index];
 		bool changed = false;
+		e->seen = t->stamp;
+		if (e->flags & TABLE_GONE) {
+			/* listed again after its removal: new to Redis */
+			e->flags &= (uint8_t)~TABLE_GONE;
+			e->updated = item->updated;
+			e->stat = (uint8_t)item->stat;
+			changed = true;
+		}
 		if (item->updated > e->updated) {
 			e->updated = item->updated;
 			e->stat = (uint8_t)item->stat;
@@ -165,6 +174,7 @@ enum table_put table_put(struct table *t, const struct table_item *item)
 	e->updated = item->updated;
 	e->stat = (uint8_t)item->stat;
 	e->flags = quick_bits;
+	e->seen = t->stamp;
 	t->slots[slot] = (uint32_t)(index + 1);
 	dirty(t, index, item->from_sweep);
 	return TABLE_NEWER;
@@ -178,6 +188,21 @@ const struct table_entry *table_find(const struct table *t, const char *stat_id,
 		return NULL;
 	size_t slot = probe(t, stat_id, slen, chger_id, clen);
 	return t->slots[slot] ? &t->entries[t->slots[slot] - 1] : NULL;
+}
+
+uint16_t table_new_stamp(struct table *t)
+{
+	return ++t->stamp;
+}
+
+void table_forget(struct table *t, const char *stat_id, const char *chger_id)
+{
+	size_t slen = strlen(stat_id), clen = strlen(chger_id);
+	if (slen > TABLE_STAT_ID_MAX || clen > TABLE_CHGER_ID_MAX)
+		return;
+	size_t slot = probe(t, stat_id, slen, chger_id, clen);
+	if (t->slots[slot])
+		t->entries[t->slots[slot] - 1].flags |= TABLE_GONE;
 }
 
 long table_take_dirty(struct table *t)
@@ -205,7 +230,7 @@ void table_requeue(struct table *t, long index)
 void table_mark_all_dirty(struct table *t)
 {
 	for (size_t i = 0; i < t->count; i++)
-		if (!(t->entries[i].flags & TABLE_DIRTY)) {
+		if (!(t->entries[i].flags & (TABLE_DIRTY | TABLE_GONE))) {
 			t->entries[i].flags |= TABLE_SEED;
 			push_dirty(t, i);
 		}

@@ -9,10 +9,15 @@
  * that grows with the upstream's speed, and "re-apply the last sweep"
  * after Redis lost its data is marking every entry dirty.
  *
+ * Every put (newer or not) stamps the entry with the table's current
+ * stamp; a sweep takes a new stamp when it starts, so after it completes an
+ * entry stamped otherwise was not listed (prune.c). A charger removed from
+ * Redis is marked gone: a re-apply skips it; listed again, it comes back
+ * as new.
+ *
  * Open addressing over a power-of-two slot array of entry indexes; entries
- * live in one growable array and are never removed (a charger that
- * disappears from the upstream keeps its last state until the process
- * restarts). Single-threaded. */
+ * live in one growable array and are never freed (a gone one keeps its
+ * slot). Single-threaded. */
 #ifndef REALTIMED_TABLE_H
 #define REALTIMED_TABLE_H
 
@@ -33,6 +38,7 @@ enum {
 	TABLE_SEED = 1u << 2,	     /* dirtied by a sweep or a re-apply: a first
 					sight in Redis is no change for the stream */
 	TABLE_DIRTY = 1u << 3,	     /* queued for Redis */
+	TABLE_GONE = 1u << 4,	     /* removed from Redis: absent from a complete sweep */
 };
 
 struct table_entry {
@@ -41,6 +47,7 @@ struct table_entry {
 	int64_t updated; /* statUpdDt, Unix seconds */
 	uint8_t stat;	 /* enum model_status */
 	uint8_t flags;
+	uint16_t seen;	     /* the table's stamp at the last put */
 	uint32_t next_dirty; /* FIFO link: index + 1, 0 = end */
 };
 
@@ -70,6 +77,11 @@ enum table_put table_put(struct table *t, const struct table_item *item) MUSTCHE
 /* The entry of a charger, or NULL. */
 const struct table_entry *table_find(const struct table *t, const char *stat_id,
 				     const char *chger_id);
+
+/* A new stamp for the puts from now on (a sweep begins); returns it. */
+uint16_t table_new_stamp(struct table *t);
+/* Mark a charger removed from Redis (no-op when unknown). */
+void table_forget(struct table *t, const char *stat_id, const char *chger_id);
 
 /* Take the oldest dirty entry (its DIRTY flag cleared): its index, or -1. */
 long table_take_dirty(struct table *t);

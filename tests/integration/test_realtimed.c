@@ -431,6 +431,30 @@ static void wait_bootstrap(struct env *e)
 
 /* ---- bootstrap ---- */
 
+/* Every station's availability equals the simulator's chargers (cs, in
+ * slot order: a station's chargers are adjacent). Returns the stations. */
+static long assert_availability(struct rds *r, const struct charger *cs, long n)
+{
+	long stations = 0;
+	for (long i = 0; i < n;) {
+		long j = i, standby = 0, quick_standby = 0;
+		for (; j < n && strcmp(cs[j].stat_id, cs[i].stat_id) == 0; j++) {
+			standby += cs[j].stat == 2;
+			quick_standby += cs[j].stat == 2 && cs[j].quick;
+		}
+		char key[RKEYS_KEY_MAX], want[64];
+		rkeys_avail(key, sizeof(key), cs[i].stat_id);
+		snprintf(want, sizeof(want), "%ld:%ld:%ld", standby, j - i, quick_standby);
+		char *got = get_string(r, "GET", key, NULL, NULL);
+		ck_assert_msg(got && strcmp(got, want) == 0, "%s: %s, want %s", key,
+			      got ? got : "(none)", want);
+		free(got);
+		stations++;
+		i = j;
+	}
+	return stations;
+}
+
 START_TEST(bootstrap_equals_simulator)
 {
 	struct env e;
@@ -445,25 +469,7 @@ START_TEST(bootstrap_equals_simulator)
 	long bad = mismatches(e.r, cs, n, why, sizeof(why));
 	ck_assert_msg(bad == 0, "%ld of %ld chargers differ; first %s", bad, n, why);
 
-	/* availability per station, from the simulator's master data */
-	long stations = 0;
-	for (long i = 0; i < n;) {
-		long j = i, standby = 0, quick_standby = 0;
-		for (; j < n && strcmp(cs[j].stat_id, cs[i].stat_id) == 0; j++) {
-			standby += cs[j].stat == 2;
-			quick_standby += cs[j].stat == 2 && cs[j].quick;
-		}
-		char key[RKEYS_KEY_MAX], want[64];
-		rkeys_avail(key, sizeof(key), cs[i].stat_id);
-		snprintf(want, sizeof(want), "%ld:%ld:%ld", standby, j - i, quick_standby);
-		char *got = get_string(e.r, "GET", key, NULL, NULL);
-		ck_assert_msg(got && strcmp(got, want) == 0, "%s: %s, want %s", key,
-			      got ? got : "(none)", want);
-		free(got);
-		stations++;
-		i = j;
-	}
-	ck_assert_int_gt(stations, 500);
+	ck_assert_int_gt(assert_availability(e.r, cs, n), 500);
 
 	/* seeding is no change: the stream stays empty */
 	redisReply *x = CMD(e.r, "XLEN", RKEYS_CHANGES);
@@ -1102,6 +1108,125 @@ START_TEST(bad_settings_exit_78)
 }
 END_TEST
 
+/* ---- chargers removed upstream ---- */
+
+/* Charger fields over every station hash in Redis. */
+static long redis_chargers(struct rds *r)
+{
+	redisReply *x = CMD(r, "EVAL",
+			    "local n = 0 for _, k in ipairs(redis.call('KEYS', 'ev:st:*')) do "
+			    "n = n + redis.call('HLEN', k) end return n",
+			    "0");
+	long n = (long)x->integer;
+	freeReplyObject(x);
+	return n;
+}
+
+/* A metric's value on the admin port (-1 when absent). */
+static double rt_metric(const struct rt *rt, const char *series)
+{
+	char *body = NULL;
+	ck_assert_int_eq(rt_get(rt, "/metrics", &body), 200);
+	double v = -1;
+	size_t len = strlen(series);
+	for (char *line = body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (strncmp(line, series, len) == 0 && line[len] == ' ')
+			v = atof(line + len + 1);
+	free(body);
+	return v;
+}
+
+static bool has_charger(const struct charger *cs, long n, const struct charger *c)
+{
+	for (long i = 0; i < n; i++)
+		if (strcmp(cs[i].stat_id, c->stat_id) == 0 && strcmp(cs[i].chger_id, c->chger_id) == 0)
+			return true;
+	return false;
+}
+
+/* The simulator's next epoch removes chargers (and whole stations): a
+ * partial sweep removes nothing; the next complete one removes exactly
+ * them from the station hashes, their availability recomputed, emptied
+ * stations' keys deleted, and counts them. */
+START_TEST(complete_sweep_removes_chargers_gone_upstream)
+{
+	struct env e;
+	env_start(&e, 3000, NULL);
+	char *extra[] = {"REALTIMED_PAGE_SIZE=500", "REALTIMED_SWEEP_INTERVAL=2",
+			 "REALTIMED_RETRIES=0", NULL};
+	struct rt rt;
+	rt_start(&e, &rt, "a", extra);
+	wait_bootstrap(&e);
+	long n0, n1;
+	struct charger *cs0 = sim_chargers(&e.sim, &n0);
+	ck_assert_int_eq(redis_chargers(e.r), n0);
+
+	/* epoch 1, while every sweep fails at page 2 */
+	sim_admin(&e.sim, "/__admin/faults?http5xx=page:2");
+	sim_admin(&e.sim, "/__admin/epoch?set=1");
+	struct charger *cs1 = sim_chargers(&e.sim, &n1);
+	long removed = 0;
+	for (long i = 0; i < n0; i++)
+		removed += !has_charger(cs1, n1, &cs0[i]);
+	ck_assert_int_gt(removed, 0);
+	const char *partial = "realtimed_passes_total{kind=\"sweep\",outcome=\"partial\"}";
+	long deadline = now_ms() + 20000;
+	while (rt_metric(&rt, partial) < 2) {
+		ck_assert_msg(now_ms() < deadline, "no partial sweeps");
+		usleep(100000);
+	}
+	/* (pages that did arrive added the epoch's new chargers: statuses are facts) */
+	for (long i = 0; i < n0; i++) {
+		char *got = stored_status(e.r, &cs0[i]);
+		ck_assert_msg(got, "%s/%s removed after a partial sweep", cs0[i].stat_id,
+			      cs0[i].chger_id);
+		free(got);
+	}
+	ck_assert(rt_metric(&rt, "realtimed_chargers_removed_total") == 0);
+
+	/* the upstream whole again: the next complete sweep prunes */
+	sim_admin(&e.sim, "/__admin/faults?http5xx=off");
+	deadline = now_ms() + 20000;
+	while (rt_metric(&rt, "realtimed_chargers_removed_total") < removed) {
+		ck_assert_msg(now_ms() < deadline, "removed %.0f of %ld",
+			      rt_metric(&rt, "realtimed_chargers_removed_total"), removed);
+		usleep(100000);
+	}
+	char why[512];
+	long bad = mismatches(e.r, cs1, n1, why, sizeof(why));
+	ck_assert_msg(bad == 0, "%ld of %ld chargers differ; first %s", bad, n1, why);
+	ck_assert_int_eq(redis_chargers(e.r), n1);
+	for (long i = 0; i < n0; i++) {
+		if (has_charger(cs1, n1, &cs0[i]))
+			continue;
+		char *got = stored_status(e.r, &cs0[i]);
+		ck_assert_msg(!got, "%s/%s still in Redis", cs0[i].stat_id, cs0[i].chger_id);
+		bool station_left = false;
+		for (long j = 0; j < n1 && !station_left; j++)
+			station_left = strcmp(cs1[j].stat_id, cs0[i].stat_id) == 0;
+		if (!station_left) {
+			char key[RKEYS_KEY_MAX];
+			rkeys_avail(key, sizeof(key), cs0[i].stat_id);
+			char *av = get_string(e.r, "GET", key, NULL, NULL);
+			ck_assert_msg(!av, "%s left behind: %s", key, av);
+		}
+	}
+	assert_availability(e.r, cs1, n1);
+	ck_assert(rt_metric(&rt, "realtimed_chargers_removed_total") == removed);
+	wait_log(&rt, "prune: removed", 2000);
+	/* later complete sweeps find nothing more to remove */
+	long long swept = hb(e.r, "sweep_ok_ms");
+	wait_hb(e.r, "sweep_ok_ms", swept + 1, 20000);
+	usleep(300000);
+	ck_assert(rt_metric(&rt, "realtimed_chargers_removed_total") == removed);
+	ck_assert_int_eq(redis_chargers(e.r), n1);
+	rt_stop(&rt, 10000);
+	free(cs0);
+	free(cs1);
+	env_stop(&e);
+}
+END_TEST
+
 /* ---- restore ---- */
 
 /* Counter i's value, byte by byte as rkeys.h describes it (uses <= samples,
@@ -1232,6 +1357,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, bootstrap_equals_simulator);
 	tcase_add_test(tc, deltas_applied_older_never_wins);
 	tcase_add_test(tc, redis_restart_converges);
+	tcase_add_test(tc, complete_sweep_removes_chargers_gone_upstream);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("outage");
 	tcase_set_timeout(tc, 150);

@@ -138,6 +138,34 @@ START_TEST(table_seed_and_quick_flags)
 }
 END_TEST
 
+START_TEST(table_stamps_and_gone)
+{
+	struct table *t = table_new();
+	ck_assert_int_eq(put(t, item("ME000001", "01", 2, 1000)), TABLE_NEWER);
+	ck_assert_int_eq(put(t, item("ME000001", "02", 2, 1000)), TABLE_NEWER);
+	while (table_take_dirty(t) >= 0) {
+	}
+	uint16_t sweep = table_new_stamp(t);
+	/* a put that changes nothing still says "listed" */
+	ck_assert_int_eq(put(t, item("ME000001", "01", 2, 1000)), TABLE_KEPT);
+	ck_assert_int_eq(table_find(t, "ME000001", "01")->seen, sweep);
+	ck_assert_int_ne(table_find(t, "ME000001", "02")->seen, sweep);
+	/* gone: a re-apply skips it; listed again, even older, it is new */
+	table_forget(t, "ME000001", "02");
+	table_forget(t, "ME000009", "01"); /* unknown: nothing */
+	table_mark_all_dirty(t);
+	ck_assert_int_eq(table_dirty_count(t), 1);
+	ck_assert_str_eq(table_at(t, table_take_dirty(t))->chger_id, "01");
+	ck_assert_int_eq(put(t, item("ME000001", "02", 4, 900)), TABLE_NEWER);
+	const struct table_entry *e = table_find(t, "ME000001", "02");
+	ck_assert(!(e->flags & TABLE_GONE));
+	ck_assert_int_eq(e->stat, 4);
+	ck_assert_int_eq(e->updated, 900);
+	ck_assert_int_eq(table_dirty_count(t), 1);
+	table_free(t);
+}
+END_TEST
+
 START_TEST(table_grows)
 {
 	struct table *t = table_new();
@@ -300,6 +328,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, table_refuses_bad_ids);
 	tcase_add_test(tc, table_dirty_fifo);
 	tcase_add_test(tc, table_seed_and_quick_flags);
+	tcase_add_test(tc, table_stamps_and_gone);
 	tcase_add_test(tc, table_grows);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("rbound");

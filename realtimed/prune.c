@@ -1,0 +1,317 @@
+#include "prune.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apply.h"
+#include "log.h"
+#include "rkeys.h"
+
+#define SCAN_COUNT "1000"
+
+
+/* KEYS: station hashes. Returns each one's charger ids, in KEYS order. */
+static const char read_lua[] = "-- prune read: charger ids per station\n"
+			       "local out = {}\n"
+			       "for k = 1, #KEYS do out[k] = redis.call('HKEYS', KEYS[k]) end\n"
+			       "return out\n";
+
+/* KEYS[1] the lease. ARGV[1] token, [2] station prefix, [3] availability
+ * prefix, [4] quick prefix; then runs: statId, count, chgerIds. Returns
+ * {removed, stations emptied}. */
+static const char remove_lua[] =
+	"-- prune: chargers a complete sweep no longer lists\n" LEASE_FENCE_LUA
+	"local stp, avp, qkp = ARGV[2], ARGV[3], ARGV[4]\n"
+	"local call, byte = redis.call, string.byte\n"
+	"local removed, emptied = 0, 0\n"
+	"local i, n = 5, #ARGV\n"
+	"while i <= n do\n"
+	"  local sid, count = ARGV[i], tonumber(ARGV[i + 1])\n"
+	"  local skey, qkey, akey = stp .. sid, qkp .. sid, avp .. sid\n"
+	"  local ids = {unpack(ARGV, i + 2, i + 1 + count)}\n"
+	"  removed = removed + call('HDEL', skey, unpack(ids))\n"
+	"  call('SREM', qkey, unpack(ids))\n"
+	"  local flat = call('HGETALL', skey)\n"
+	"  if #flat == 0 then\n"
+	"    call('DEL', akey, qkey)\n"
+	"    emptied = emptied + 1\n"
+	"  else\n"
+	"    local q = {}\n"
+	"    for _, c in ipairs(call('SMEMBERS', qkey)) do q[c] = true end\n"
+	"    local standby, total, quick = 0, 0, 0\n"
+	"    for x = 1, #flat, 2 do\n"
+	"      total = total + 1\n"
+	"      local v = flat[x + 1]\n"
+	"      if byte(v, 1) == " STANDBY_BYTE " and byte(v, 2) == 58 then\n"
+	"        standby = standby + 1\n"
+	"        if q[flat[x]] then quick = quick + 1 end\n"
+	"      end\n"
+	"    end\n"
+	"    call('SET', akey, standby .. ':' .. total .. ':' .. quick)\n"
+	"  end\n"
+	"  i = i + 2 + count\n"
+	"end\n"
+	"return {removed, emptied}\n";
+
+struct prune {
+	struct aredis *r;     /* borrowed */
+	struct lease *lease;  /* borrowed */
+	struct table *table;  /* borrowed */
+	int read_script, remove_script;
+	uint64_t walk;	      /* bumped per start and cancel: stale replies ignored */
+	bool busy;
+	uint16_t stamp;
+	uint64_t walk_removed, walk_emptied;
+	char cursor[32];      /* the SCAN cursor after the page in hand */
+	struct rcmd cmd;      /* owned: the page's read, whose KEYS name the stations */
+	struct prune_stats stats;
+};
+
+/* A request of one walk. */
+struct prune_req {
+	struct prune *p;
+	uint64_t walk;
+};
+
+static struct prune_req *req_new(struct prune *p)
+{
+	struct prune_req *q = malloc(sizeof(*q));
+	if (q) {
+		q->p = p;
+		q->walk = p->walk;
+	}
+	return q;
+}
+
+static struct prune *req_take(void *arg)
+{
+	struct prune_req *q = arg;
+	struct prune *p = q->walk == q->p->walk && q->p->busy ? q->p : NULL;
+	free(q);
+	return p;
+}
+
+static void walk_failed(struct prune *p, const redisReply *reply, const char *what)
+{
+	p->busy = false;
+	p->walk++;
+	p->stats.walks_failed++;
+	if (lease_is_fenced_reply(reply))
+		lease_fenced(p->lease);
+	log_warn("prune: %s failed (%.200s); the next complete sweep prunes again", what,
+		 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+}
+
+static void walk_done(struct prune *p)
+{
+	p->busy = false;
+	p->walk++;
+	p->stats.walks_done++;
+	if (p->walk_removed > 0)
+		log_info("prune: removed %llu chargers the complete sweep no longer lists (%llu "
+			 "stations left without chargers, deleted)",
+			 (unsigned long long)p->walk_removed, (unsigned long long)p->walk_emptied);
+	else
+		log_debug("prune: every charger in Redis is listed by the sweep");
+}
+
+static bool send_scan(struct prune *p);
+
+static void on_remove_reply(void *arg, const redisReply *reply)
+{
+	struct prune *p = req_take(arg);
+	if (!p)
+		return;
+	long long removed = 0, emptied = 0;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    !aredis_reply_ll(reply->element[0], &removed) ||
+	    !aredis_reply_ll(reply->element[1], &emptied)) {
+		walk_failed(p, reply, "removing chargers");
+		return;
+	}
+	p->walk_removed += (uint64_t)removed;
+	p->walk_emptied += (uint64_t)emptied;
+	p->stats.removed += (uint64_t)removed;
+	p->stats.stations_emptied += (uint64_t)emptied;
+	if (strcmp(p->cursor, "0") == 0)
+		walk_done(p);
+	else if (!send_scan(p))
+		walk_failed(p, NULL, "SCAN");
+}
+
+/* Is charger cid of station sid absent from the sweep? */
+static bool is_gone(const struct prune *p, const char *sid, const char *cid)
+{
+	const struct table_entry *e = table_find(p->table, sid, cid);
+	return !e || (e->flags & TABLE_GONE) || e->seen != p->stamp;
+}
+
+static void on_read_reply(void *arg, const redisReply *reply)
+{
+	struct prune *p = req_take(arg);
+	if (!p)
+		return;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+		walk_failed(p, reply, "reading charger ids");
+		return;
+	}
+	/* the keys went out as KEYS; the station ids come back from the command */
+	struct rcmd *c = &p->cmd;
+	const size_t stlen = strlen(RKEYS_STATION_PREFIX);
+	size_t key_arg = 3; /* EVALSHA sha nkeys KEYS... */
+	struct rcmd out;
+	rcmd_init(&out);
+	rcmd_evalsha(&out, p->r, p->remove_script, 1);
+	rcmd_adds(&out, RKEYS_LEASE);
+	rcmd_adds(&out, lease_token(p->lease));
+	rcmd_adds(&out, RKEYS_STATION_PREFIX);
+	rcmd_adds(&out, RKEYS_AVAIL_PREFIX);
+	rcmd_adds(&out, RKEYS_QUICK_PREFIX);
+	int runs = 0;
+	for (size_t k = 0; k < reply->elements; k++, key_arg++) {
+		const redisReply *ids = reply->element[k];
+		if (ids->type != REDIS_REPLY_ARRAY || key_arg >= (size_t)c->argc)
+			continue;
+		char sid[TABLE_STAT_ID_MAX + 1];
+		size_t len = c->lens[key_arg];
+		if (len <= stlen || len - stlen > TABLE_STAT_ID_MAX)
+			continue; /* not an id realtimed writes: leave it */
+		memcpy(sid, c->text.data + c->offs[key_arg] + stlen, len - stlen);
+		sid[len - stlen] = '\0';
+		int count_arg = -1, count = 0;
+		for (size_t x = 0; x < ids->elements; x++) {
+			const redisReply *id = ids->element[x];
+			if (id->type != REDIS_REPLY_STRING || id->len > TABLE_CHGER_ID_MAX ||
+			    !is_gone(p, sid, id->str))
+				continue;
+			if (count_arg < 0) {
+				rcmd_adds(&out, sid);
+				count_arg = out.argc;
+				rcmd_adds(&out, "00000"); /* room for the count */
+			}
+			rcmd_adds(&out, id->str);
+			count++;
+			table_forget(p->table, sid, id->str);
+		}
+		if (count_arg >= 0 && !out.failed) {
+			char text[16];
+			int n = snprintf(text, sizeof(text), "%d", count);
+			memcpy(out.text.data + out.offs[count_arg], text, (size_t)n);
+			out.lens[count_arg] = (size_t)n;
+			runs++;
+		}
+	}
+	bool ok = true;
+	if (runs > 0) {
+		struct prune_req *q = req_new(p);
+		ok = q && aredis_send(p->r, &out, on_remove_reply, q);
+		if (!ok)
+			free(q);
+	} else if (strcmp(p->cursor, "0") == 0) {
+		walk_done(p);
+	} else {
+		ok = send_scan(p);
+	}
+	rcmd_free(&out);
+	if (!ok)
+		walk_failed(p, NULL, "sending a page");
+}
+
+static void on_scan_reply(void *arg, const redisReply *reply)
+{
+	struct prune *p = req_take(arg);
+	if (!p)
+		return;
+	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[1]->type != REDIS_REPLY_ARRAY ||
+	    reply->element[0]->len >= sizeof(p->cursor)) {
+		walk_failed(p, reply, "SCAN");
+		return;
+	}
+	memcpy(p->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+	const redisReply *keys = reply->element[1];
+	if (keys->elements == 0) {
+		if (strcmp(p->cursor, "0") == 0)
+			walk_done(p);
+		else if (!send_scan(p))
+			walk_failed(p, NULL, "SCAN");
+		return;
+	}
+	struct rcmd *c = &p->cmd;
+	rcmd_reset(c);
+	rcmd_evalsha(c, p->r, p->read_script, (int)keys->elements);
+	for (size_t k = 0; k < keys->elements; k++)
+		rcmd_add(c, keys->element[k]->str, keys->element[k]->len);
+	struct prune_req *q = req_new(p);
+	if (!q || !aredis_send(p->r, c, on_read_reply, q)) {
+		free(q);
+		walk_failed(p, NULL, "reading charger ids");
+	}
+}
+
+static bool send_scan(struct prune *p)
+{
+	struct prune_req *q = req_new(p);
+	const char *argv[] = {"SCAN",  p->cursor,  "MATCH", RKEYS_STATION_PREFIX "*",
+			      "COUNT", SCAN_COUNT, "TYPE",  "hash"};
+	if (!q || !aredis_sendv(p->r, on_scan_reply, q, 8, argv)) {
+		free(q);
+		return false;
+	}
+	return true;
+}
+
+struct prune *prune_new(struct aredis *r, struct lease *l, struct table *t)
+{
+	struct prune *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->r = r;
+	p->lease = l;
+	p->table = t;
+	rcmd_init(&p->cmd);
+	p->read_script = aredis_script(r, read_lua);
+	p->remove_script = aredis_script(r, remove_lua);
+	if (p->read_script < 0 || p->remove_script < 0) {
+		prune_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void prune_free(struct prune *p)
+{
+	if (!p)
+		return;
+	rcmd_free(&p->cmd);
+	free(p);
+}
+
+void prune_start(struct prune *p, uint16_t stamp)
+{
+	prune_cancel(p);
+	p->busy = true;
+	p->stamp = stamp;
+	p->walk_removed = p->walk_emptied = 0;
+	snprintf(p->cursor, sizeof(p->cursor), "0");
+	if (!send_scan(p))
+		walk_failed(p, NULL, "SCAN");
+}
+
+void prune_cancel(struct prune *p)
+{
+	p->walk++;
+	p->busy = false;
+}
+
+bool prune_is_busy(const struct prune *p)
+{
+	return p->busy;
+}
+
+const struct prune_stats *prune_stats(const struct prune *p)
+{
+	return &p->stats;
+}
