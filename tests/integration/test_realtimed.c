@@ -681,6 +681,21 @@ START_TEST(congestion_counts_equal_formula)
 }
 END_TEST
 
+/* Wait until rt's /healthz answers 200 with this role. */
+static void wait_role(const struct rt *rt, const char *role, int timeout_ms)
+{
+	char want[64], *body = NULL;
+	snprintf(want, sizeof(want), "\"role\":\"%s\"", role);
+	long deadline = now_ms() + timeout_ms;
+	while (rt_get(rt, "/healthz", &body) != 200 || !strstr(body, want)) {
+		ck_assert_msg(now_ms() < deadline, "not %s: %s", role, body ? body : "");
+		free(body);
+		body = NULL;
+		usleep(50000);
+	}
+	free(body);
+}
+
 START_TEST(standby_takes_over_after_kill9_without_double_counting)
 {
 	struct env e;
@@ -693,15 +708,8 @@ START_TEST(standby_takes_over_after_kill9_without_double_counting)
 	ck_assert_ptr_nonnull(token_a);
 	rt_start(&e, &b, "b", extra);
 	/* b stands by and writes nothing while a lives */
+	wait_role(&b, "standby", 5000);
 	char *body = NULL;
-	long deadline = now_ms() + 5000;
-	while (rt_get(&b, "/healthz", &body) != 200 || !strstr(body, "\"role\":\"standby\"")) {
-		ck_assert_msg(now_ms() < deadline, "b is not standing by: %s", body ? body : "");
-		free(body);
-		body = NULL;
-		usleep(50000);
-	}
-	free(body);
 	wait_hb(e.r, "samples", 3, 20000);
 	char *still = get_string(e.r, "GET", RKEYS_LEASE, NULL, NULL);
 	ck_assert_str_eq(still, token_a);
@@ -739,6 +747,71 @@ START_TEST(standby_takes_over_after_kill9_without_double_counting)
 	check_counters(e.r, cs, n, k, hb(e.r, "sample_done"));
 	free(cs);
 	free(token_a);
+	env_stop(&e);
+}
+END_TEST
+
+/* SIGSTOP the active instance for two lease periods: the standby takes
+ * over; after SIGCONT none of the paused leader's writes is applied (its
+ * token never reappears in the lease or the heartbeat, it stands by, and
+ * every charger is counted exactly once per finished sample). */
+START_TEST(paused_leader_writes_nothing_after_takeover)
+{
+	struct env e;
+	env_start(&e, 600, NULL);
+	struct rt a, b;
+	char *extra[] = {"REALTIMED_SAMPLE_INTERVAL=1", NULL};
+	rt_start(&e, &a, "a", extra);
+	wait_bootstrap(&e);
+	char *token_a = get_string(e.r, "GET", RKEYS_LEASE, NULL, NULL);
+	ck_assert_ptr_nonnull(token_a);
+	rt_start(&e, &b, "b", extra);
+	wait_role(&b, "standby", 5000);
+	wait_hb(e.r, "samples", 2, 20000);
+
+	itest_signal(&a.proc, SIGSTOP);
+	long stopped = now_ms();
+	char *token_b = NULL;
+	while (!token_b) {
+		ck_assert_msg(now_ms() - stopped < 2 * LEASE_MS + 1000, "b never took the lease");
+		char *token = get_string(e.r, "GET", RKEYS_LEASE, NULL, NULL);
+		if (token && strcmp(token, token_a) != 0)
+			token_b = token;
+		else
+			free(token);
+		usleep(20000);
+	}
+	long long before = hb(e.r, "samples");
+	wait_hb(e.r, "samples", before + 1, 20000); /* b writes */
+	while (now_ms() - stopped < 2 * LEASE_MS)
+		usleep(20000);
+
+	/* a wakes with its timers overdue and writes queued: all fenced */
+	itest_signal(&a.proc, SIGCONT);
+	long woke = now_ms();
+	while (now_ms() - woke < 3000) {
+		char *lease = get_string(e.r, "GET", RKEYS_LEASE, NULL, NULL);
+		char *instance = get_string(e.r, "HGET", RKEYS_HEARTBEAT, "instance", NULL);
+		ck_assert_msg(lease && strcmp(lease, token_b) == 0, "lease %s", lease ? lease : "-");
+		ck_assert_msg(!instance || strcmp(instance, token_a) != 0,
+			      "a's heartbeat applied after the takeover");
+		free(lease);
+		free(instance);
+		usleep(20000);
+	}
+	wait_log(&a, "lease: lost", 5000);
+	wait_role(&a, "standby", 5000);
+	before = hb(e.r, "samples");
+	wait_hb(e.r, "samples", before + 2, 20000);
+	rt_stop(&b, 10000);
+	rt_stop(&a, 10000);
+
+	long n;
+	struct charger *cs = sim_chargers(&e.sim, &n);
+	check_counters(e.r, cs, n, hb(e.r, "samples"), hb(e.r, "sample_done"));
+	free(cs);
+	free(token_a);
+	free(token_b);
 	env_stop(&e);
 }
 END_TEST
@@ -1367,6 +1440,7 @@ Suite *test_suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, congestion_counts_equal_formula);
 	tcase_add_test(tc, standby_takes_over_after_kill9_without_double_counting);
+	tcase_add_test(tc, paused_leader_writes_nothing_after_takeover);
 	tcase_add_test(tc, empty_redis_restores_counters_from_the_snapshot);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("operations");
