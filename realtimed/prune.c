@@ -140,11 +140,13 @@ static void on_remove_reply(void *arg, const redisReply *reply)
 		walk_failed(p, NULL, "SCAN");
 }
 
-/* Is charger cid of station sid absent from the sweep? */
+/* Is charger cid of station sid absent from the sweep? Stamped at or after
+ * the sweep's stamp (a later sweep may have begun meanwhile; stamps wrap)
+ * means listed since. */
 static bool is_gone(const struct prune *p, const char *sid, const char *cid)
 {
 	const struct table_entry *e = table_find(p->table, sid, cid);
-	return !e || (e->flags & TABLE_GONE) || e->seen != p->stamp;
+	return !e || (e->flags & TABLE_GONE) || (uint16_t)(e->seen - p->stamp) >= 0x8000;
 }
 
 static void on_read_reply(void *arg, const redisReply *reply)
