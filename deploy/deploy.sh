@@ -125,11 +125,12 @@ if [[ -z $HEALTH_CMD ]]; then
 	esac
 fi
 
-# Run a command template with {release} and {version} replaced.
+# Run a command template with {release} and {version} replaced. Without the
+# lock's fd: a daemon the restart command starts must not hold the lock.
 run_tpl() {
 	local cmd=${1//\{release\}/$2}
 	cmd=${cmd//\{version\}/$version}
-	bash -c "$cmd"
+	bash -c "$cmd" 9>&-
 }
 
 # Healthy within HEALTH_TIMEOUT, then still healthy for HEALTH_STABLE.
