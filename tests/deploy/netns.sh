@@ -333,13 +333,13 @@ apid_restart() { # instance: new first (reuseport overlap), then SIGTERM the old
 inst_start() { local h; h=$(inst_name "$1"); apid_start "$h" && mv "$EV_WORK/$h.pid.new" "$EV_WORK/$h.pid"; }
 inst_stop() { local h; h=$(inst_name "$1"); apid_stop "$(cat "$EV_WORK/$h.pid")" && rm -f "$EV_WORK/$h.pid"; }
 # HAProxy's runtime API on TCP 127.0.0.1:9999 inside ev-lb (no socat needed).
-hapi() {
+hapi() { # command: its answer on stdout
 	exec 3<>/dev/tcp/127.0.0.1/9999
 	printf '%s\n' "$1" >&3
-	timeout 2 cat <&3 >/dev/null || true
+	timeout 2 cat <&3 || true
 	exec 3>&-
 }
-lb_weight() { hapi "set weight apid/$(inst_name "$1") $2"; }
+lb_weight() { hapi "set weight apid/$(inst_name "$1") $2" >/dev/null; }
 export -f inst_host inst_name apid_start apid_stop apid_restart inst_start inst_stop hapi lb_weight
 
 # --- apid hosts: v1 deployed by deploy.sh, which starts apid and checks /readyz
@@ -404,6 +404,9 @@ load_stop() { # phase name
 	line=$(grep '^EVLOAD ' "$work/wrk.$1.out") || { cat "$work/wrk.$1.out"; fail "wrk printed no figures ($1)"; }
 	res[$1]=${line#EVLOAD }
 	log "$1: ${res[$1]}"
+	# What the balancer hid (cumulative): connection errors, server errors, retries, redispatches.
+	log "$1: haproxy backend apid so far: $(in_ns lb bash -c 'hapi "show stat"' |
+		awk -F, '$1 == "apid" && $2 == "BACKEND" { printf "econ=%s eresp=%s wretr=%s wredis=%s", $14, $15, $16, $17 }')"
 }
 field() { # phase key
 	local kv
