@@ -45,6 +45,7 @@ struct apid_settings {
 	int model_poll_s;
 	char *notify_channel;
 	int max_markers;
+	int status_max_age_s;
 	double rate_limit;
 	int rate_burst;
 	int rate_clients;
@@ -99,6 +100,10 @@ static const struct cfg_key apid_keys[] = {
 	    notify_channel),
 	KEY("APID_MAX_MARKERS", CFG_INT, 1, 100000, "2000", 0,
 	    "GET /stations refuses (400) a box with more matching stations than this", max_markers),
+	KEY("APID_STATUS_MAX_AGE_SECONDS", CFG_INT, 60, 31536000, "86400", 0,
+	    "A charger status whose time (upstream statUpdDt, its last change) is older than this "
+	    "counts as unknown, never free: available=true, statusConfidence",
+	    status_max_age_s),
 	KEY("APID_RATE_LIMIT_PER_SECOND", CFG_DOUBLE, 0, 1000000, "0", 0,
 	    "Requests a second per client address (token bucket); past it 429 with Retry-After; "
 	    "0 = off. /healthz, /readyz and /metrics are never limited",
@@ -226,6 +231,7 @@ static void server_config_from(const struct apid_settings *st, struct server_con
 		.database_url = st->common.database_url,
 		.stats_timeout_ms = st->redis_timeout_ms,
 		.max_markers = (unsigned)st->max_markers,
+		.status_max_age_s = st->status_max_age_s,
 		.rate_limit = st->rate_limit,
 		.rate_burst = (unsigned)st->rate_burst,
 		.rate_slots = (size_t)st->rate_clients,

@@ -277,6 +277,55 @@ static void free_filters(struct filter_input *in)
 	param_list_free(&in->capacities);
 }
 
+/* ---- freshness (issue 10) ---- */
+
+/* A charger's status is known-and-fresh when it is a real state (not
+ * COMMUNICATION_ERROR, STATUS_UNKNOWN or none) and its time is at most
+ * status_max_age_s old; anything else counts as unknown, never as free. */
+static bool status_fresh(const struct worker *w, uint64_t live, int64_t now)
+{
+	int st = snap_live_status(live);
+	int64_t t = snap_live_time(live);
+	return st != 0 && st != MODEL_STATUS_COMMUNICATION_ERROR && st != MODEL_STATUS_UNKNOWN &&
+	       t > 0 && now - t <= server_config(w->server)->status_max_age_s;
+}
+
+/* Free now: at least one STANDBY charger whose status is fresh. */
+static bool station_free_now(const struct worker *w, const struct snap *s, uint32_t station,
+			     int64_t now)
+{
+	const struct snap_station *st = &s->stations[station];
+	for (uint32_t k = 0; k < st->charger_count; k++) {
+		uint64_t live = snap_live_word(s, st->first_charger + k);
+		if (snap_live_status(live) == MODEL_STATUS_STANDBY && status_fresh(w, live, now))
+			return true;
+	}
+	return false;
+}
+
+/* `available`: true keeps only stations free now; false or absent, all.
+ * *given tells whether it was there at all (clusters then add counts). */
+static bool parse_available(const struct params *p, bool *only_free, bool *given,
+			    struct param_error *err)
+{
+	const char *v = NULL;
+	*only_free = *given = false;
+	enum param_get got = params_one(p, "available", &v, err);
+	if (got == PARAM_BAD)
+		return false;
+	if (got == PARAM_MISSING)
+		return true;
+	*given = true;
+	if (strcmp(v, "true") == 0)
+		*only_free = true;
+	else if (strcmp(v, "false") != 0) {
+		snprintf(err->text, sizeof(err->text),
+			 "available: '%.20s' is not a boolean; expected true or false", v);
+		return false;
+	}
+	return true;
+}
+
 /* ---- GET /stations ---- */
 
 struct box_collect {
@@ -285,12 +334,15 @@ struct box_collect {
 	const struct snap_filter *filter;
 	size_t n, max;
 	bool overflow, oom;
+	bool only_free;
+	int64_t now;
 };
 
 static bool collect_station(void *arg, uint32_t st)
 {
 	struct box_collect *bc = arg;
-	if (!snap_station_matches(bc->snap, st, bc->filter))
+	if (!snap_station_matches(bc->snap, st, bc->filter) ||
+	    (bc->only_free && !station_free_now(bc->w, bc->snap, st, bc->now)))
 		return true;
 	if (bc->n >= bc->max) {
 		bc->overflow = true;
@@ -310,16 +362,18 @@ static void get_stations(struct worker *w, struct evhttp_request *req, struct ro
 	struct param_error err = {{0}};
 	struct snap_box box;
 	struct filter_input fin;
+	bool only_free, available_given;
 	memset(&fin, 0, sizeof(fin));
 	if (!parse_box(p, MARKER_DELTA_MAX, MARKER_DELTA_MAX, &box, &err) ||
-	    !parse_filters(p, &fin, &err)) {
+	    !parse_filters(p, &fin, &err) ||
+	    !parse_available(p, &only_free, &available_given, &err)) {
 		free_filters(&fin);
 		routes_error(w, req, rc, 400, "%s", err.text);
 		return;
 	}
 	const struct snap *s = w->snap;
 	unsigned max = server_config(w->server)->max_markers;
-	struct box_collect bc = {w, s, &fin.filter, 0, max, false, false};
+	struct box_collect bc = {w, s, &fin.filter, 0, max, false, false, only_free, time(NULL)};
 	snap_box_visit(s, &box, collect_station, &bc);
 	free_filters(&fin);
 	if (bc.oom) {
@@ -354,7 +408,8 @@ static void get_stations(struct worker *w, struct evhttp_request *req, struct ro
 
 /* ---- GET /stations/{id} ---- */
 
-static void put_charger(struct json_gen *g, const struct snap *s, uint32_t c)
+static void put_charger(struct json_gen *g, const struct snap *s, uint32_t c, bool freshness,
+			int64_t now)
 {
 	const struct snap_charger *ch = &s->chargers[c];
 	uint64_t live = snap_live_word(s, c);
@@ -381,6 +436,13 @@ static void put_charger(struct json_gen *g, const struct snap *s, uint32_t c)
 		json_null(g);
 	}
 	json_kv_str(g, "state", model_status_name(snap_live_status(live)));
+	if (freshness) {
+		json_key(g, "statusAgeSeconds");
+		if (snap_live_time(live) > 0)
+			json_int(g, now > snap_live_time(live) ? now - snap_live_time(live) : 0);
+		else
+			json_null(g);
+	}
 	json_key(g, "method");
 	if (ch->method == 1)
 		json_str(g, "단독");
@@ -391,11 +453,41 @@ static void put_charger(struct json_gen *g, const struct snap *s, uint32_t c)
 	json_obj_end(g);
 }
 
+/* live: every charger's status is known and fresh, and the live state is
+ * current; unknown: none is; stale: anything between (some chargers not
+ * fresh, or Redis not followed right now). */
+static const char *station_confidence(const struct worker *w, const struct snap *s, uint32_t i,
+				      int64_t now)
+{
+	const struct snap_station *st = &s->stations[i];
+	uint32_t fresh = 0;
+	for (uint32_t k = 0; k < st->charger_count; k++)
+		fresh += status_fresh(w, snap_live_word(s, st->first_charger + k), now);
+	if (fresh == 0)
+		return "unknown";
+	int64_t age;
+	if (fresh < st->charger_count || server_live_stale(w->server, &age))
+		return "stale";
+	return "live";
+}
+
 static void get_station(struct worker *w, struct evhttp_request *req, struct route_ctx *rc,
-			uint32_t i)
+			const struct params *p, uint32_t i)
 {
 	const struct snap *s = w->snap;
 	const struct snap_station *st = &s->stations[i];
+	struct param_error err = {{0}};
+	const char *v = "false";
+	if (params_one(p, "freshness", &v, &err) == PARAM_BAD ||
+	    (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)) {
+		if (!err.text[0])
+			snprintf(err.text, sizeof(err.text),
+				 "freshness: '%.20s' is not a boolean; expected true or false", v);
+		routes_error(w, req, rc, 400, "%s", err.text);
+		return;
+	}
+	bool freshness = strcmp(v, "true") == 0;
+	int64_t now = time(NULL);
 	buf_reset(&w->out);
 	struct json_gen g;
 	json_gen_init(&g, &w->out);
@@ -413,10 +505,12 @@ static void get_station(struct worker *w, struct evhttp_request *req, struct rou
 	json_kv_bool(&g, "isPrivate", st->is_private);
 	json_kv_str(&g, "stationState", snap_text(s, st->note));
 	json_kv_str(&g, "privateReason", snap_text(s, st->limit_detail));
+	if (freshness)
+		json_kv_str(&g, "statusConfidence", station_confidence(w, s, i, now));
 	json_key(&g, "chargers");
 	json_arr_begin(&g);
 	for (uint32_t k = 0; k < st->charger_count; k++)
-		put_charger(&g, s, st->first_charger + k);
+		put_charger(&g, s, st->first_charger + k, freshness, now);
 	json_arr_end(&g);
 	json_obj_end(&g);
 	reply_out(w, req, rc, &g);
@@ -676,11 +770,14 @@ static void get_regions(struct worker *w, struct evhttp_request *req, struct rou
 /* ---- GET /stations/clusters ---- */
 
 struct cluster_cell {
-	uint32_t count;
+	uint32_t count, available;
 	double lat, lng;
 };
 
 struct cluster_collect {
+	const struct worker *w;
+	bool only_free, count_free;
+	int64_t now;
 	const struct snap *snap;
 	const struct snap_box *box;
 	struct cluster_cell *cells;
@@ -696,7 +793,11 @@ static bool collect_cluster(void *arg, uint32_t st)
 	long c = (long)floor((s->lng - cc->box->min_lng) / cc->cell_w);
 	r = r < 0 ? 0 : r >= cc->rows ? cc->rows - 1 : r;
 	c = c < 0 ? 0 : c >= cc->cols ? cc->cols - 1 : c;
+	bool free_now = cc->count_free && station_free_now(cc->w, cc->snap, st, cc->now);
+	if (cc->only_free && !free_now)
+		return true;
 	struct cluster_cell *cell = &cc->cells[r * cc->cols + c];
+	cell->available += free_now;
 	cell->count++;
 	cell->lat += s->lat;
 	cell->lng += s->lng;
@@ -710,7 +811,9 @@ static void get_clusters(struct worker *w, struct evhttp_request *req, struct ro
 	struct snap_box box;
 	long rows = 0, cols = 0;
 	enum param_get gr = PARAM_BAD, gc = PARAM_BAD;
-	bool ok = parse_box(p, 90, 180, &box, &err);
+	bool only_free = false, available_given = false;
+	bool ok = parse_box(p, 90, 180, &box, &err) &&
+		  parse_available(p, &only_free, &available_given, &err);
 	if (ok) {
 		gr = params_integer(p, "latitudeDivisionSize", 1, CLUSTER_DIVISIONS_MAX, &rows,
 				    &err);
@@ -732,7 +835,11 @@ static void get_clusters(struct worker *w, struct evhttp_request *req, struct ro
 		routes_error(w, req, rc, 500, "out of memory");
 		return;
 	}
-	struct cluster_collect cc = {w->snap,
+	struct cluster_collect cc = {w,
+				     only_free,
+				     available_given,
+				     time(NULL),
+				     w->snap,
 				     &box,
 				     cells,
 				     rows,
@@ -752,6 +859,8 @@ static void get_clusters(struct worker *w, struct evhttp_request *req, struct ro
 		json_kv_double(&g, "latitude", cells[i].lat / cells[i].count, 6);
 		json_kv_double(&g, "longitude", cells[i].lng / cells[i].count, 6);
 		json_kv_int(&g, "count", cells[i].count);
+		if (available_given)
+			json_kv_int(&g, "availableCount", cells[i].available);
 		json_obj_end(&g);
 	}
 	json_arr_end(&g);
@@ -928,10 +1037,10 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 		return;
 	}
 	rc.uses_live = rc.route == ROUTE_STATIONS || rc.route == ROUTE_STATION ||
-		       rc.route == ROUTE_SUMMARY;
+		       rc.route == ROUTE_SUMMARY || rc.route == ROUTE_CLUSTERS;
 	switch (rc.route) {
 	case ROUTE_STATIONS: get_stations(w, req, &rc, &p); break;
-	case ROUTE_STATION: get_station(w, req, &rc, station); break;
+	case ROUTE_STATION: get_station(w, req, &rc, &p, station); break;
 	case ROUTE_STATISTICS: get_statistics(w, req, &rc, &p, station); break;
 	case ROUTE_SUMMARY: get_summary(w, req, &rc, &p); break;
 	case ROUTE_SEARCH: get_search(w, req, &rc, &p); break;

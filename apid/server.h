@@ -36,6 +36,7 @@ struct server_config {
 	const char *database_url;  /* statistics fallback (read-only role) */
 	int stats_timeout_ms;
 	unsigned max_markers; /* /stations refuses boxes with more matches */
+	int status_max_age_s; /* older charger statuses count as unknown (freshness) */
 	double rate_limit;    /* requests a second per client address; 0: off */
 	unsigned rate_burst;
 	size_t rate_slots;

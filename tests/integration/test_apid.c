@@ -594,6 +594,69 @@ START_TEST(methods_and_operations)
 }
 END_TEST
 
+/* Issue 10: freshness and free now. A status counts as fresh when it is a
+ * real state at most APID_STATUS_MAX_AGE_SECONDS (600 here) old; the seed's
+ * times are from 2024 or unknown, so nothing is free now until the live
+ * state says so. */
+START_TEST(freshness_and_free_now)
+{
+	struct apid_env e;
+	fixture(&e, (char *[]){"APID_STATUS_MAX_AGE_SECONDS=600", NULL});
+	expect_ids(&e, BOX "&available=true", "");
+	expect_ids(&e, BOX "&available=false", "ME000001,ME000002,ME000006");
+	apid_expect_400(&e, BOX "&available=yes", "available: 'yes' is not a boolean");
+	long now = (long)time(NULL);
+	apid_set_status(&e, "ME000006", "01", 2, now);
+	apid_set_status(&e, "ME000001", "02", 2, now - 5);
+	apid_set_status(&e, "ME000002", "01", 2, now - 700); /* standby, but too old */
+	apid_wait_for(&e, "/stations/ME000002", "\"state\":\"STANDBY\"", 5000);
+	apid_wait_for(&e, BOX "&available=true", "ME000001", 5000);
+	expect_ids(&e, BOX "&available=true", "ME000001,ME000006");
+	expect_ids(&e, BOX "&available=true&chargerTypes=DC_COMBO&capacities=200", "ME000006");
+
+	/* per charger age and per station confidence, only when asked */
+	yajl_val v = apid_json(&e, "/stations/ME000001?freshness=true", 200);
+	ck_assert_str_eq(jstr(v, "statusConfidence"), "stale"); /* 01 is from 2024 */
+	yajl_val c0 = jat(jkey(v, "chargers"), 0), c1 = jat(jkey(v, "chargers"), 1);
+	ck_assert_uint_eq(jlen(c0), 7);
+	ck_assert_double_ge(jnum(c0, "statusAgeSeconds"), (double)(now - 1732500000));
+	ck_assert_double_ge(jnum(c1, "statusAgeSeconds"), 5);
+	ck_assert_double_le(jnum(c1, "statusAgeSeconds"), 60);
+	yajl_tree_free(v);
+	v = apid_json(&e, "/stations/ME000006?freshness=true", 200);
+	ck_assert_str_eq(jstr(v, "statusConfidence"), "live");
+	yajl_tree_free(v);
+	v = apid_json(&e, "/stations/ME000002?freshness=true", 200);
+	/* 01 too old, 02 STATUS_UNKNOWN, 03 COMMUNICATION_ERROR without a time */
+	ck_assert_str_eq(jstr(v, "statusConfidence"), "unknown");
+	ck_assert(YAJL_IS_NULL(jkey(jat(jkey(v, "chargers"), 2), "statusAgeSeconds")));
+	yajl_tree_free(v);
+	v = apid_json(&e, "/stations/ME000001", 200);
+	ck_assert_ptr_null(jkey(v, "statusConfidence"));
+	ck_assert_uint_eq(jlen(jat(jkey(v, "chargers"), 0)), 6);
+	yajl_tree_free(v);
+	apid_expect_400(&e, "/stations/ME000001?freshness=1", "freshness: '1' is not a boolean");
+
+	/* clusters: availableCount once `available` is given; true drops the rest */
+#define CELL "/stations/clusters?latitude=37.5&longitude=127&latitudeDelta=0.5" \
+	     "&longitudeDelta=0.5&latitudeDivisionSize=1&longitudeDivisionSize=1"
+	v = apid_json(&e, CELL "&available=false", 200);
+	ck_assert_uint_eq(jlen(v), 1);
+	ck_assert_double_eq(jnum(jat(v, 0), "count"), 3);
+	ck_assert_double_eq(jnum(jat(v, 0), "availableCount"), 2);
+	yajl_tree_free(v);
+	v = apid_json(&e, CELL "&available=true", 200);
+	ck_assert_double_eq(jnum(jat(v, 0), "count"), 2);
+	ck_assert_double_eq(jnum(jat(v, 0), "availableCount"), 2);
+	yajl_tree_free(v);
+	v = apid_json(&e, CELL, 200);
+	ck_assert_ptr_null(jkey(jat(v, 0), "availableCount"));
+	yajl_tree_free(v);
+#undef CELL
+	apid_teardown(&e);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
 	Suite *s = suite_create("apid");
@@ -612,6 +675,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, rebuild_on_notify);
 	tcase_add_test(tc, rebuild_on_ingest_run_without_notify);
 	tcase_add_test(tc, methods_and_operations);
+	tcase_add_test(tc, freshness_and_free_now);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -154,6 +154,24 @@ static __attribute__((unused)) void apid_redis(struct apid_env *e, int argc, con
 	freeReplyObject(r);
 }
 
+/* A charger's status as realtimed writes it (hash, then stream entry), with
+ * the time `when_unix`. */
+static __attribute__((unused)) void apid_set_status(struct apid_env *e, const char *station,
+						    const char *charger, int stat, long when_unix)
+{
+	char value[64], when[32], code[8];
+	long now = when_unix;
+	snprintf(when, sizeof(when), "%ld", now);
+	snprintf(code, sizeof(code), "%d", stat);
+	rkeys_status_format(value, sizeof(value), stat, now);
+	char key[RKEYS_KEY_MAX];
+	rkeys_station(key, sizeof(key), station);
+	apid_redis(e, 4, (const char *[]){"HSET", key, charger, value});
+	apid_redis(e, 11,
+		   (const char *[]){"XADD", RKEYS_CHANGES, "*", "s", station, "c", charger, "st",
+				    code, "t", when});
+}
+
 /* ---- data ---- */
 
 static __attribute__((unused)) void apid_station(PGconn *pg, const char *id, const char *name,

@@ -14,21 +14,6 @@
 
 #include "test_apid.h"
 
-static void set_status(struct apid_env *e, const char *station, const char *charger, int stat)
-{
-	char value[64], when[32], code[8];
-	long now = (long)time(NULL);
-	snprintf(when, sizeof(when), "%ld", now);
-	snprintf(code, sizeof(code), "%d", stat);
-	rkeys_status_format(value, sizeof(value), stat, now);
-	char key[RKEYS_KEY_MAX];
-	rkeys_station(key, sizeof(key), station);
-	apid_redis(e, 4, (const char *[]){"HSET", key, charger, value});
-	apid_redis(e, 11,
-		   (const char *[]){"XADD", RKEYS_CHANGES, "*", "s", station, "c", charger, "st",
-				    code, "t", when});
-}
-
 static void seed(struct apid_env *e)
 {
 	apid_station(e->pg, "ST000001", "하나", "서울특별시 중구 1", 37.5, 127.0, "ME", "",
@@ -87,7 +72,7 @@ START_TEST(redis_killed_and_restarted)
 	seed(&e);
 	apid_start(&e, (char *[]){"APID_LIVE_STALE_SECONDS=3", "APID_REDIS_TIMEOUT_MS=500", NULL},
 		   true);
-	set_status(&e, "ST000001", "01", 3); /* charging: one free charger left */
+	apid_set_status(&e, "ST000001", "01", 3, (long)time(NULL)); /* charging: one free charger left */
 	apid_wait_for(&e, "/stations/summary?stationIds=ST000001", "\"availableCount\":1", 5000);
 	char *h = headers_of(&e, "/stations/ST000001", 200);
 	ck_assert_ptr_null(strstr(h, "X-Live-State"));
@@ -141,7 +126,7 @@ START_TEST(redis_killed_and_restarted)
 	h = headers_of(&e, "/stations/ST000001", 200);
 	ck_assert_ptr_null(strstr(h, "X-Live-State"));
 	free(h);
-	set_status(&e, "ST000001", "02", 3);
+	apid_set_status(&e, "ST000001", "02", 3, (long)time(NULL));
 	apid_wait_for(&e, "/stations/summary?stationIds=ST000001", "\"availableCount\":0", 5000);
 	apid_wait_for(&e, "/stations/ST000001/statistics", "\"source\":\"redis\"", 10000);
 	v = apid_json(&e, "/stations/ST000001/statistics", 200);
