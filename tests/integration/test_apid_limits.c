@@ -260,6 +260,20 @@ START_TEST(connection_limit)
 {
 	struct apid_env e;
 	fixture(&e, (char *[]){"APID_MAX_CONNECTIONS=3", NULL});
+	/* the readiness polls' connections are closed by the client; wait until
+	 * the server has noticed (only the scrape's own connection is open) */
+	long deadline = apid_now_ms() + 5000;
+	for (;;) {
+		char *metrics = NULL;
+		ck_assert_int_eq(apid_get(&e, "/metrics", &metrics), 200);
+		bool settled = strstr(metrics, "\napid_http_connections 1\n") != NULL;
+		free(metrics);
+		if (settled)
+			break;
+		ck_assert_msg(apid_now_ms() < deadline, "connections never settled");
+		usleep(50000);
+	}
+	usleep(300000); /* and the scrape's own connection is gone */
 	int fds[3];
 	bool closed;
 	for (int i = 0; i < 3; i++) {
