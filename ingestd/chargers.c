@@ -10,127 +10,19 @@
 #include "merge.h"
 #include "pgx.h"
 #include "pipeline.h"
+#include "run.h"
 #include "stage.h"
 #include "upstream.h"
 
-/* ---- the run's bookkeeping: the job lock, the ingest_run row, abandoned runs ----
- * The job's advisory lock (PGX_LOCK_CHARGERS) is held by the session for the
- * whole run, so a second run is refused at once, told which run holds it. A
- * run killed at any point leaves its row 'running' and its staging tables;
- * the next run, holding the lock and so knowing nobody else runs, marks
- * such rows failed and drops the tables. merge.c writes a success. */
-#define RUN_JOB "chargers"
-
-enum run_lock {
-	RUN_LOCKED, /* this session holds the job lock */
-	RUN_BUSY,   /* another session does: holder describes it */
-	RUN_ERROR,  /* database error: err */
+/* The job's lock and ingest_run rows: run.c. A run killed at any point
+ * leaves its row 'running' and its staging tables; the next run marks the
+ * row failed and drops the tables. merge.c writes a success. */
+static const char *const run_jobs[] = {"chargers"};
+static const struct run_family run_family = {
+	.lock_key = PGX_LOCK_CHARGERS,
+	.jobs = run_jobs,
+	.njobs = 1,
 };
-
-
-/* Mark every 'running' row of the job failed (abandoned) and drop every
- * staging table; *reaped gets the rows marked. Call holding the lock. */
-
-/* Insert the run's row ('running', host, pid); *run_id gets its id. */
-/* A number for a dry run's staging table, without a row. */
-
-/* What a failed run still reports. */
-struct run_counts {
-	long pages;
-	long long records, rejected, repaired, bytes;
-};
-
-/* Finish the row as 'failed' with the error text (one line). */
-
-
-static const char sql_holder[] =
-	"SELECT id, to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), host, coalesce(pid, 0) "
-	"FROM ingest_run WHERE job = '" RUN_JOB "' AND status = 'running' ORDER BY id DESC LIMIT 1";
-
-static enum run_lock run_lock(PGconn *conn, char *holder, size_t holder_len, struct pgx_err *err)
-{
-	bool acquired = false;
-	if (!pgx_lock_try(conn, PGX_LOCK_CHARGERS, &acquired, err))
-		return RUN_ERROR;
-	if (acquired)
-		return RUN_LOCKED;
-	int backend = 0;
-	if (!pgx_lock_holder(conn, PGX_LOCK_CHARGERS, &backend, err))
-		return RUN_ERROR;
-	PGresult *res = pgx_exec(conn, sql_holder, 0, NULL, err);
-	if (!res)
-		return RUN_ERROR;
-	if (PQntuples(res) == 1)
-		snprintf(holder, holder_len, "run %s (pid %s on %s, started %s, backend %d)",
-			 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 3),
-			 *PQgetvalue(res, 0, 2) ? PQgetvalue(res, 0, 2) : "?", PQgetvalue(res, 0, 1),
-			 backend);
-	else
-		snprintf(holder, holder_len, "a dry run or a run starting up (backend %d)", backend);
-	PQclear(res);
-	return RUN_BUSY;
-}
-
-static const char sql_reap[] =
-	"UPDATE ingest_run SET status = 'failed', finished_at = now(), "
-	"error = 'abandoned: the process ended before finishing (killed or crashed); '"
-	"|| 'marked by the next run' "
-	"WHERE job = '" RUN_JOB "' AND status = 'running'";
-
-static bool run_reap_abandoned(PGconn *conn, int *reaped, struct pgx_err *err)
-{
-	long long rows = 0;
-	if (!pgx_cmd(conn, sql_reap, 0, NULL, &rows, err))
-		return false;
-	*reaped = (int)rows;
-	int dropped = 0;
-	return stage_sweep(conn, 0, &dropped, err);
-}
-
-static const char sql_start[] =
-	"INSERT INTO ingest_run (job, host, pid) VALUES ('" RUN_JOB "', $1, $2) RETURNING id";
-
-static bool run_start(PGconn *conn, long long *run_id, struct pgx_err *err)
-{
-	char host[256] = "";
-	if (gethostname(host, sizeof(host) - 1) != 0)
-		host[0] = '\0';
-	char pid[24];
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	const char *params[] = {host, pid};
-	int64_t id;
-	if (!pgx_query_int64(conn, sql_start, 2, params, &id, err))
-		return false;
-	*run_id = id;
-	return true;
-}
-
-static bool run_dry_id(PGconn *conn, long long *run_id, struct pgx_err *err)
-{
-	int64_t id;
-	if (!pgx_query_int64(conn, "SELECT nextval('ingest_run_id_seq')", 0, NULL, &id, err))
-		return false;
-	*run_id = id;
-	return true;
-}
-
-static const char sql_fail[] =
-	"UPDATE ingest_run SET status = 'failed', finished_at = now(), error = $2, pages = $3, "
-	"records = $4, rejected = 0, repaired = $5, bytes = $6 WHERE id = $1 AND status = 'running'";
-
-static bool run_fail(PGconn *conn, long long run_id, const char *error, const struct run_counts *counts,
-	      struct pgx_err *err)
-{
-	char id[24], pages[24], records[24], repaired[24], bytes[24];
-	snprintf(id, sizeof(id), "%lld", run_id);
-	snprintf(pages, sizeof(pages), "%ld", counts->pages);
-	snprintf(records, sizeof(records), "%lld", counts->records);
-	snprintf(repaired, sizeof(repaired), "%lld", counts->repaired);
-	snprintf(bytes, sizeof(bytes), "%lld", counts->bytes);
-	const char *params[] = {id, error, pages, records, repaired, bytes};
-	/* a failed run wrote no ingest_reject rows: rejected stays 0 */
-	return pgx_cmd(conn, sql_fail, 6, params, NULL, err);
-}
 
 /* ---- the job ---- */
 
@@ -186,7 +78,8 @@ static int fail_run(struct job *job, int code, const char *why)
 			.repaired = job->fetched.repaired,
 			.bytes = job->fetched.bytes,
 		};
-		if (!run_fail(job->conn, job->run_id, why, &counts, &err))
+		/* a failed run wrote no ingest_reject rows: rejected stays 0 */
+		if (!run_finish(job->conn, job->run_id, "failed", why, &counts, &err))
 			log_error("could not mark run %lld failed: %s", job->run_id, err.msg);
 	}
 	if (!stage_sweep(job->conn, 0, NULL, &err))
@@ -220,7 +113,7 @@ static int connect_and_lock(struct job *job)
 	if (!pgx_cmd(job->conn, sql_session, 0, NULL, NULL, &job->err))
 		log_warn("database: %s (an abandoned merge may hold the lock longer)", job->err.msg);
 	char holder[256] = "";
-	switch (run_lock(job->conn, holder, sizeof(holder), &job->err)) {
+	switch (run_lock(job->conn, &run_family, holder, sizeof(holder), &job->err)) {
 	case RUN_LOCKED:
 		break;
 	case RUN_BUSY:
@@ -239,20 +132,22 @@ static int connect_and_lock(struct job *job)
 		log_error("database: schema " STAGE_SCHEMA " missing: run `ingestd migrate` first");
 		return CHARGERS_EXIT_CONFIG;
 	}
-	int reaped = 0;
-	if (!run_reap_abandoned(job->conn, &reaped, &job->err)) {
+	long long reaped = 0;
+	int dropped = 0;
+	if (!run_reap(job->conn, &run_family, &reaped, &job->err) ||
+	    !stage_sweep(job->conn, 0, &dropped, &job->err)) {
 		log_error("database: cleaning up abandoned runs: %s", job->err.msg);
 		return db_code(&job->err);
 	}
 	if (reaped)
-		log_warn("marked %d abandoned chargers run(s) failed and dropped their staging", reaped);
+		log_warn("marked %lld abandoned chargers run(s) failed and dropped their staging", reaped);
 	return -1;
 }
 
 static int start_run(struct job *job)
 {
 	bool ok = job->cfg->dry_run ? run_dry_id(job->conn, &job->run_id, &job->err)
-				    : run_start(job->conn, &job->run_id, &job->err);
+				    : run_start(job->conn, run_jobs[0], &job->run_id, &job->err);
 	if (!ok) {
 		log_error("database: starting the run: %s", job->err.msg);
 		return db_code(&job->err);
@@ -306,7 +201,7 @@ static int fetch_and_merge(struct job *job)
 		.page_timeout_s = cfg->page_timeout_s,
 		.low_speed_seconds = cfg->low_speed_seconds,
 		.progress_seconds = cfg->progress_seconds,
-		.progress_tty = isatty(2) && !log_enabled(LOG_DEBUG) && getenv("INGESTD_NO_BAR") == NULL,
+		.progress_tty = isatty(2) && !log_enabled(LOG_DEBUG),
 	};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);

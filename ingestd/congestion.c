@@ -15,6 +15,7 @@
 #include "log.h"
 #include "pgx.h"
 #include "rds.h"
+#include "run.h"
 
 #define JOB_SNAPSHOT "congestion"
 #define JOB_RESTORE  "congestion_restore"
@@ -154,68 +155,17 @@ struct job {
 	long long restored, kept; /* restore: counters written, existing ones left */
 };
 
-/* ---- the ingest_run row ----
- * As in `ingestd chargers`: the row says 'running' with host and pid while
- * the job runs; a run killed before finishing leaves it so, and the next
- * run, holding the job lock, marks it failed. */
-static const char sql_holder[] =
-	"SELECT id, to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), host, coalesce(pid, 0), "
-	"job "
-	"FROM ingest_run WHERE job IN ('" JOB_SNAPSHOT "', '" JOB_RESTORE "') "
-	"AND status = 'running' ORDER BY id DESC LIMIT 1";
-static const char sql_reap[] =
-	"UPDATE ingest_run SET status = 'failed', finished_at = clock_timestamp(), "
-	"error = 'abandoned: the process ended before finishing (killed or crashed); '"
-	"|| 'marked by the next run' "
-	"WHERE job IN ('" JOB_SNAPSHOT "', '" JOB_RESTORE "') AND status = 'running'";
-static const char sql_start[] =
-	"INSERT INTO ingest_run (job, host, pid) VALUES ($1, $2, $3) RETURNING id";
-/* records: keys read (or restored); inserted: hour rows (or counters
- * written); unchanged: counters a restore left as they were. */
-static const char sql_finish[] = "UPDATE ingest_run SET status = $2, finished_at = "
-				 "clock_timestamp(), error = $3, records = $4, "
-				 "inserted = $5, unchanged = $6, rejected = $7, bytes = $8 "
-				 "WHERE id = $1 AND status = 'running'";
-
-static bool run_start(struct job *job)
-{
-	char host[256] = "", pid[24];
-	if (gethostname(host, sizeof(host) - 1) != 0)
-		host[0] = '\0';
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	const char *params[] = {job->name, host, pid};
-	int64_t id = 0;
-	if (!pgx_query_int64(job->conn, sql_start, 3, params, &id, &job->err))
-		return false;
-	job->run_id = id;
-	return true;
-}
-
-struct run_counts {
-	long long records, inserted, unchanged, rejected, bytes;
+/* ---- the job lock and the ingest_run row (run.c) ----
+ * Snapshot and restore share one lock: a restore must not write counters a
+ * snapshot is reading. In the row, records: keys read (or restored);
+ * inserted: hour rows (or counters written); unchanged: counters a restore
+ * left as they were. */
+static const char *const run_jobs[] = {JOB_SNAPSHOT, JOB_RESTORE};
+static const struct run_family run_family = {
+	.lock_key = PGX_LOCK_CONGESTION,
+	.jobs = run_jobs,
+	.njobs = 2,
 };
-
-static bool run_finish(struct job *job, const char *status, const char *error,
-		       const struct run_counts *c, struct pgx_err *err)
-{
-	char id[24], records[24], inserted[24], unchanged[24], rejected[24], bytes[24];
-	snprintf(id, sizeof(id), "%lld", job->run_id);
-	snprintf(records, sizeof(records), "%lld", c->records);
-	snprintf(inserted, sizeof(inserted), "%lld", c->inserted);
-	snprintf(unchanged, sizeof(unchanged), "%lld", c->unchanged);
-	snprintf(rejected, sizeof(rejected), "%lld", c->rejected);
-	snprintf(bytes, sizeof(bytes), "%lld", c->bytes);
-	const char *params[] = {id, status, error, records, inserted, unchanged, rejected, bytes};
-	long long changed = 0;
-	if (!pgx_cmd(job->conn, sql_finish, 8, params, &changed, err))
-		return false;
-	if (changed != 1) {
-		err->sqlstate[0] = '\0';
-		snprintf(err->msg, sizeof(err->msg), "run row %s is no longer 'running'", id);
-		return false;
-	}
-	return true;
-}
 
 static int db_code(const struct pgx_err *err)
 {
@@ -264,7 +214,7 @@ static int fail_run(struct job *job, int code, const char *why)
 		log_error("could not mark snapshot %d failed: %s", job->snapshot_id, err.msg);
 	struct run_counts counts = counts_of(job);
 	counts.rejected = 0; /* rolled back: no ingest_reject rows */
-	if (job->run_id && !run_finish(job, "failed", reason, &counts, &err))
+	if (job->run_id && !run_finish(job->conn, job->run_id, "failed", reason, &counts, &err))
 		log_error("could not mark run %lld failed: %s", job->run_id, err.msg);
 	return code;
 }
@@ -290,30 +240,16 @@ static int connect_and_lock(struct job *job)
 	if (!pgx_cmd(job->conn, "SET client_connection_check_interval = 1000", 0, NULL, NULL,
 		     &job->err))
 		log_warn("database: %s (an abandoned load may hold the lock longer)", job->err.msg);
-	bool acquired = false;
-	if (!pgx_lock_try(job->conn, PGX_LOCK_CONGESTION, &acquired, &job->err)) {
+	char holder[256] = "";
+	switch (run_lock(job->conn, &run_family, holder, sizeof(holder), &job->err)) {
+	case RUN_LOCKED: break;
+	case RUN_BUSY:
+		log_error("another congestion snapshot or restore is in progress: %s; not starting",
+			  holder);
+		return CONGESTION_EXIT_RUNNING;
+	case RUN_ERROR:
 		log_error("database: taking the job lock: %s", job->err.msg);
 		return CONGESTION_EXIT_DATABASE;
-	}
-	if (!acquired) {
-		int backend = 0;
-		PGresult *res = NULL;
-		if (pgx_lock_holder(job->conn, PGX_LOCK_CONGESTION, &backend, &job->err))
-			res = pgx_exec(job->conn, sql_holder, 0, NULL, &job->err);
-		if (res && PQntuples(res) == 1)
-			log_error(
-				"another congestion snapshot or restore is in progress: %s run %s "
-				"(pid %s on %s, started %s, backend %d); not starting",
-				PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 3),
-				*PQgetvalue(res, 0, 2) ? PQgetvalue(res, 0, 2) : "?",
-				PQgetvalue(res, 0, 1), backend);
-		else
-			log_error("another congestion snapshot or restore is in progress (backend "
-				  "%d); "
-				  "not starting",
-				  backend);
-		PQclear(res);
-		return CONGESTION_EXIT_RUNNING;
 	}
 	bool is_migrated = false;
 	if (!cgstore_is_migrated(job->conn, &is_migrated, &job->err)) {
@@ -326,7 +262,7 @@ static int connect_and_lock(struct job *job)
 	}
 	long long reaped = 0;
 	struct cgstore_repair repair;
-	if (!pgx_cmd(job->conn, sql_reap, 0, NULL, &reaped, &job->err) ||
+	if (!run_reap(job->conn, &run_family, &reaped, &job->err) ||
 	    !cgstore_repair(job->conn, &repair, &job->err)) {
 		log_error("database: cleaning up after abandoned runs: %s", job->err.msg);
 		return db_code(&job->err);
@@ -490,7 +426,7 @@ static bool has_shrunk(const struct job *job, long long chargers, uint64_t sampl
 static int snapshot_run(struct job *job)
 {
 	const struct congestion_config *cfg = job->cfg;
-	if (!cgstore_current(job->conn, &job->previous, &job->err) || !run_start(job) ||
+	if (!cgstore_current(job->conn, &job->previous, &job->err) || !run_start(job->conn, job->name, &job->run_id, &job->err) ||
 	    !cgstore_open(job->conn, job->run_id, &job->snapshot_id, &job->err))
 		return fail_run(job, db_code(&job->err), job->err.msg);
 	char id[24];
@@ -560,7 +496,7 @@ static int snapshot_run(struct job *job)
 		return fail_run(job, db_code(&job->err), job->err.msg);
 	struct run_counts counts = counts_of(job);
 	counts.inserted = rows;
-	if (!run_finish(job, "ok", NULL, &counts, &job->err) || !pgx_commit(job->conn, &job->err))
+	if (!run_finish(job->conn, job->run_id, "ok", NULL, &counts, &job->err) || !pgx_commit(job->conn, &job->err))
 		return fail_run(job, db_code(&job->err), job->err.msg);
 	double seconds = now_s() - t0;
 
@@ -648,7 +584,7 @@ static const char sql_snapshot_chargers[] =
 static int restore_run(struct job *job)
 {
 	const struct congestion_config *cfg = job->cfg;
-	if (!run_start(job))
+	if (!run_start(job->conn, job->name, &job->run_id, &job->err))
 		return fail_run(job, db_code(&job->err), job->err.msg);
 	char id[24];
 	snprintf(id, sizeof(id), "%lld", job->run_id);
@@ -686,7 +622,7 @@ static int restore_run(struct job *job)
 	double seconds = now_s() - t0;
 	struct run_counts counts = {
 		.records = result.chargers, .inserted = job->restored, .unchanged = job->kept};
-	if (!run_finish(job, "ok", NULL, &counts, &job->err))
+	if (!run_finish(job->conn, job->run_id, "ok", NULL, &counts, &job->err))
 		log_warn("database: closing run %lld: %s", job->run_id, job->err.msg);
 	log_info("restore run %lld ok: snapshot %d (taken %s): %lld chargers (%lld rows), %lld "
 		 "counters written, %lld existing kept%s; %.1f s",

@@ -680,7 +680,7 @@ START_TEST(second_run_refused_and_dry_run)
 		usleep(10000);
 	}
 	ck_assert_int_eq(ingest(db, &s, NULL, NULL, &out), 75);
-	ck_assert_msg(strstr(out, "another chargers run is in progress: run "), "%s", out);
+	ck_assert_msg(strstr(out, "another chargers run is in progress: chargers run "), "%s", out);
 	free(out);
 	ck_assert_int_eq(itest_wait(&first, 120000), 0);
 	itest_stop(&first);
