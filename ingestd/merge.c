@@ -89,6 +89,14 @@ static const char sql_finish_run[] =
 	"inserted = $5, updated = $6, unchanged = $7, deleted = $8, repaired = $9, rejected = $10, "
 	"bytes = $11, error = $12 WHERE id = $1";
 
+/* station_live_search (0001) is a GIN index with fastupdate: new entries
+ * go to its pending list, and the inserting backend merges that list into
+ * the index whenever it passes gin_pending_list_limit (4 MB): on a big load
+ * most of the merge's time. A bigger limit for this transaction leaves the
+ * merging to autovacuum, after the commit, off the load's clock (apid never
+ * queries this index: its search is in memory, apid/search.c). */
+static const char sql_gin_pending[] = "SET LOCAL gin_pending_list_limit = '1GB'";
+
 static const char sql_notify[] = "SELECT pg_notify($1, $2)";
 
 /* "s.a, s.b, ..." from "a, b, ...". */
@@ -162,6 +170,7 @@ static bool merge_body(PGconn *conn, struct names *nm, const struct merge_input 
 
 	/* a big sort and hash joins follow: let them stay in memory */
 	if (!pgx_cmd(conn, "SET LOCAL work_mem = '256MB'", 0, NULL, NULL, err) ||
+	    !pgx_cmd(conn, sql_gin_pending, 0, NULL, NULL, err) ||
 	    !pgx_cmd(conn, "SAVEPOINT unique_keys", 0, NULL, NULL, err))
 		return false;
 	struct pgx_err dup;
