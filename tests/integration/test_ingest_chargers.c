@@ -7,6 +7,7 @@
  * over-long names rejected. The simulator runs on a fixed clock so a page
  * serves the same statuses every time. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -657,6 +658,186 @@ START_TEST(kill_9_leaves_tables)
 }
 END_TEST
 
+/* ---- the kill -9 fault campaign (issue 9) ----
+ * FAULT_KILLS kills at points chosen from a seed (INGEST_FAULT_SEED, printed
+ * so a failure can be replayed), one phase after another:
+ *   fetch: every page delayed by a seed-chosen latency; killed a seed-chosen
+ *          time after the run's row appears, before page 1 can arrive;
+ *   COPY:  pages of 500 rows, slightly delayed; killed once the staging COPY
+ *          has taken a seed-chosen number of rows (pg_stat_progress_copy);
+ *   merge: a second session holds a SHARE lock on a seed-chosen table the
+ *          merge writes (station: before its first write; charger: stations
+ *          written; ingest_reject: every live row written; ingest_run: all
+ *          but the run's own row), so the merge waits there, mid-transaction,
+ *          and is killed while waiting.
+ * Every point moves the simulator to a new epoch first, so the killed run
+ * had adds, changes and deletions to make. After each kill the live tables
+ * must be exactly what they were; the normal run that follows must succeed,
+ * mark the killed run abandoned, leave no staging, and load exactly the
+ * simulator's data (checked against the pages read independently). */
+#define FAULT_KILLS 20
+
+enum fault_phase { PHASE_FETCH, PHASE_COPY, PHASE_MERGE, PHASE_COUNT };
+static const char *const phase_names[PHASE_COUNT] = {"fetch", "COPY", "merge"};
+static const char *const merge_locks[] = {"station", "charger", "ingest_reject", "ingest_run"};
+
+static uint64_t fault_rand(uint64_t *state) /* splitmix64 */
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static long copy_rows(PGconn *conn)
+{
+	return itest_pg_long(conn, "SELECT coalesce(max(p.tuples_processed), -1) FROM "
+				   "pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid) "
+				   "WHERE a.application_name = 'ingestd chargers' "
+				   "AND a.datname = current_database()");
+}
+
+static bool run_waits_on_lock(PGconn *conn)
+{
+	return itest_pg_long(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+				   "'ingestd chargers' AND datname = current_database() "
+				   "AND wait_event_type = 'Lock'") > 0;
+}
+
+/* Poll until cond holds (at most ~20 s). */
+#define WAIT_FOR(cond, what)                                   \
+	do {                                                   \
+		bool ok_ = false;                              \
+		for (int w_ = 0; w_ < 10000 && !ok_; w_++) {   \
+			ok_ = (cond);                          \
+			if (!ok_)                              \
+				usleep(2000);                  \
+		}                                              \
+		ck_assert_msg(ok_, "point %d: never saw %s", k, what); \
+	} while (0)
+
+START_TEST(kill_9_campaign)
+{
+	const char *seed_text = getenv("INGEST_FAULT_SEED");
+	uint64_t seed = seed_text ? strtoull(seed_text, NULL, 10) : 20261125;
+	uint64_t rng = seed;
+	fprintf(stderr, "kill -9 campaign: seed %llu (INGEST_FAULT_SEED replays it)\n",
+		(unsigned long long)seed);
+	struct sim s;
+	sim_start(&s, "10000", "--malformed-rate", "0.02");
+	char *db = new_db();
+	ck_assert_int_eq(ingest(db, &s, NULL, NULL, NULL), 0);
+	PGconn *conn = itest_pg_connect(db);
+	PGconn *locker = itest_pg_connect(db);
+	int survived[PHASE_COUNT] = {0};
+	long rows_checked = 0;
+	for (int k = 0; k < FAULT_KILLS; k++) {
+		enum fault_phase phase = (enum fault_phase)(k % PHASE_COUNT);
+		char what[128];
+		snprintf(what, sizeof(what), "epoch?set=%d", k + 1);
+		sim_admin(&s, what);
+		char *before = tables_digest(conn);
+		long latency = phase == PHASE_FETCH ? 400 + (long)(fault_rand(&rng) % 800) : 60;
+		snprintf(what, sizeof(what), "faults?latency=1&latency_ms=%ld", latency);
+		sim_admin(&s, what);
+		const char *lock = NULL;
+		if (phase == PHASE_MERGE) {
+			lock = merge_locks[fault_rand(&rng) % (sizeof(merge_locks) / sizeof(merge_locks[0]))];
+			if (strcmp(lock, "ingest_run") != 0) {
+				snprintf(what, sizeof(what), "BEGIN; LOCK TABLE %s IN SHARE MODE", lock);
+				PQclear(itest_pg_exec(locker, what));
+			}
+		}
+		struct itest_proc p;
+		struct ingest_cmd *c = ingest_cmd(db, &s, NULL, "INGESTD_PAGE_SIZE=500", NULL);
+		ck_assert(itest_spawn(&p, c->argv, c->envv));
+		char point[160];
+		switch (phase) {
+		case PHASE_FETCH: {
+			long delay = (long)(fault_rand(&rng) % (uint64_t)(latency * 3 / 4));
+			WAIT_FOR(itest_pg_long(conn, "SELECT count(*) FROM ingest_run WHERE "
+						     "status = 'running'") > 0,
+				 "the run's row");
+			usleep((useconds_t)delay * 1000);
+			snprintf(point, sizeof(point), "%ld ms into a %ld ms wait for page 1", delay,
+				 latency);
+			break;
+		}
+		case PHASE_COPY: {
+			long target = 1 + (long)(fault_rand(&rng) % 9000);
+			WAIT_FOR(copy_rows(conn) >= target, "the COPY reach its row target");
+			snprintf(point, sizeof(point), "after staging row %ld", target);
+			break;
+		}
+		case PHASE_MERGE:
+			if (!strcmp(lock, "ingest_run")) {
+				/* the row exists once the COPY runs; lock only then */
+				WAIT_FOR(copy_rows(conn) >= 0, "the COPY start");
+				PQclear(itest_pg_exec(locker,
+						      "BEGIN; LOCK TABLE ingest_run IN SHARE MODE"));
+			}
+			WAIT_FOR(run_waits_on_lock(conn), "the merge wait for the lock");
+			snprintf(point, sizeof(point), "merge waiting to write %s", lock);
+			break;
+		case PHASE_COUNT: break;
+		}
+		kill(p.pid, SIGKILL);
+		ck_assert_int_eq(itest_wait(&p, 10000), 128 + SIGKILL);
+		itest_stop(&p);
+		if (lock) {
+			char *after_kill = tables_digest(conn); /* before the lock goes */
+			ck_assert_msg(!strcmp(before, after_kill), "point %d (%s): tables changed", k,
+				      point);
+			free(after_kill);
+			PQclear(itest_pg_exec(locker, "ROLLBACK"));
+		}
+		wait_backend_gone(conn);
+		char *after = tables_digest(conn);
+		ck_assert_msg(!strcmp(before, after), "point %d (%s, %s): tables changed", k,
+			      phase_names[phase], point);
+		ck_assert_int_eq(itest_pg_long(conn, "SELECT count(*) FROM ingest_run WHERE status "
+						     "IN ('ok', 'partial') AND id = (SELECT max(id) "
+						     "FROM ingest_run)"),
+				 0);
+		/* the normal run: cleans up, succeeds, loads exactly the epoch */
+		sim_admin(&s, "faults?clear=1");
+		char *out = NULL;
+		ck_assert_msg(ingest(db, &s, NULL, "INGESTD_PAGE_SIZE=500", &out) == 0,
+			      "point %d: %s", k, out);
+		ck_assert_msg(strstr(out, "abandoned"), "point %d: %s", k, out);
+		free(out);
+		struct expect e;
+		expect_load(&e, &s);
+		assert_matches(conn, &e);
+		rows_checked += (long)e.nrows;
+		expect_free(&e);
+		ck_assert_int_eq(itest_pg_long(conn, "SELECT count(*) FROM pg_tables WHERE "
+						     "schemaname = 'ingest_stage'"),
+				 0);
+		ck_assert_int_eq(itest_pg_long(conn, "SELECT count(*) FROM ingest_run WHERE "
+						     "status = 'running'"),
+				 0);
+		survived[phase]++;
+		fprintf(stderr, "  kill %2d: %-5s %s: tables unchanged, next run exact\n", k + 1,
+			phase_names[phase], point);
+		free(before);
+		free(after);
+	}
+	ck_assert_int_eq(itest_pg_long(conn, "SELECT count(*) FROM ingest_run WHERE status = "
+					     "'failed' AND error LIKE 'abandoned%'"),
+			 FAULT_KILLS);
+	fprintf(stderr,
+		"kill -9 campaign: %d faults survived (fetch %d, COPY %d, merge %d), 0 rows lost "
+		"or wrong (%ld live rows checked)\n",
+		survived[0] + survived[1] + survived[2], survived[0], survived[1], survived[2],
+		rows_checked);
+	PQfinish(locker);
+	PQfinish(conn);
+	itest_stop(&s.proc);
+	free(db);
+}
+END_TEST
+
 START_TEST(second_run_refused_and_dry_run)
 {
 	struct sim s;
@@ -711,6 +892,7 @@ Suite *test_suite(void)
 	add_case(s, "partial", partial_page_failure_and_total_drop, 0);
 	add_case(s, "faults", fault_modes, (int)(sizeof(fault_cases) / sizeof(fault_cases[0])));
 	add_case(s, "kill9", kill_9_leaves_tables, (int)(sizeof(kill_points) / sizeof(kill_points[0])));
+	add_case(s, "kill9_campaign", kill_9_campaign, 0);
 	add_case(s, "refused", second_run_refused_and_dry_run, 0);
 	return s;
 }
