@@ -356,15 +356,79 @@ static bool collect_station(void *arg, uint32_t st)
 	return true;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Representative capping: keep `max` of the n stations in w->scratch,
+ * spread evenly over the box. The box is cut into g x g cells (g =
+ * ceil(sqrt(max))); the stations are grouped by cell (by stationId within
+ * one), and picked round-robin: the first station of every non-empty cell,
+ * then the second of every cell that has one, and so on until max are
+ * taken. So every occupied part of the box shows up before any dense part
+ * shows more, and the answer is deterministic. */
+static bool even_sample(struct worker *w, const struct snap *s, const struct snap_box *box,
+			size_t n, size_t max)
+{
+	uint32_t g = (uint32_t)ceil(sqrt((double)max));
+	uint64_t *keys = malloc(n * sizeof(*keys));
+	size_t *starts = malloc((n + 1) * sizeof(*starts));
+	if (!keys || !starts) {
+		free(keys);
+		free(starts);
+		return false;
+	}
+	double ch = (box->max_lat - box->min_lat) / g, cw = (box->max_lng - box->min_lng) / g;
+	for (size_t i = 0; i < n; i++) {
+		const struct snap_station *st = &s->stations[w->scratch[i]];
+		long r = (long)floor((st->lat - box->min_lat) / ch);
+		long c = (long)floor((st->lng - box->min_lng) / cw);
+		r = r < 0 ? 0 : r >= (long)g ? (long)g - 1 : r;
+		c = c < 0 ? 0 : c >= (long)g ? (long)g - 1 : c;
+		keys[i] = (uint64_t)(r * (long)g + c) << 32 | w->scratch[i];
+	}
+	qsort(keys, n, sizeof(*keys), cmp_u64);
+	size_t ncells = 0;
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || keys[i] >> 32 != keys[i - 1] >> 32)
+			starts[ncells++] = i;
+	starts[ncells] = n;
+	size_t picked = 0;
+	for (size_t round = 0; picked < max; round++) {
+		bool any = false;
+		for (size_t k = 0; k < ncells && picked < max; k++) {
+			if (starts[k] + round < starts[k + 1]) {
+				w->scratch[picked++] = (uint32_t)keys[starts[k] + round];
+				any = true;
+			}
+		}
+		if (!any)
+			break;
+	}
+	free(keys);
+	free(starts);
+	return true;
+}
+
 static void get_stations(struct worker *w, struct evhttp_request *req, struct route_ctx *rc,
 			 const struct params *p)
 {
 	struct param_error err = {{0}};
 	struct snap_box box;
 	struct filter_input fin;
-	bool only_free, available_given;
+	bool only_free, available_given, sample = false;
+	const char *sample_text = "false";
 	memset(&fin, 0, sizeof(fin));
-	if (!parse_box(p, MARKER_DELTA_MAX, MARKER_DELTA_MAX, &box, &err) ||
+	if (params_one(p, "sample", &sample_text, &err) != PARAM_BAD) {
+		sample = strcmp(sample_text, "true") == 0;
+		if (!sample && strcmp(sample_text, "false") != 0)
+			snprintf(err.text, sizeof(err.text),
+				 "sample: '%.20s' is not a boolean; expected true or false",
+				 sample_text);
+	}
+	if (err.text[0] || !parse_box(p, MARKER_DELTA_MAX, MARKER_DELTA_MAX, &box, &err) ||
 	    !parse_filters(p, &fin, &err) ||
 	    !parse_available(p, &only_free, &available_given, &err)) {
 		free_filters(&fin);
@@ -373,7 +437,8 @@ static void get_stations(struct worker *w, struct evhttp_request *req, struct ro
 	}
 	const struct snap *s = w->snap;
 	unsigned max = server_config(w->server)->max_markers;
-	struct box_collect bc = {w, s, &fin.filter, 0, max, false, false, only_free, time(NULL)};
+	struct box_collect bc = {
+		w, s, &fin.filter, 0, sample ? SIZE_MAX : max, false, false, only_free, time(NULL)};
 	snap_box_visit(s, &box, collect_station, &bc);
 	free_filters(&fin);
 	if (bc.oom) {
@@ -386,6 +451,14 @@ static void get_stations(struct worker *w, struct evhttp_request *req, struct ro
 			     "%u stations match; zoom in or use /stations/clusters",
 			     max);
 		return;
+	}
+	size_t matched = bc.n;
+	if (bc.n > max) { /* sample=true */
+		if (!even_sample(w, s, &box, bc.n, max)) {
+			routes_error(w, req, rc, 500, "out of memory");
+			return;
+		}
+		bc.n = max;
 	}
 	if (bc.n > 1)
 		qsort(w->scratch, bc.n, sizeof(uint32_t), cmp_u32);
@@ -402,7 +475,12 @@ static void get_stations(struct worker *w, struct evhttp_request *req, struct ro
 		buf_put_uint(o, st->quick_count);
 		buf_putc(o, '}');
 	}
-	buf_puts(o, "]}");
+	buf_puts(o, "]");
+	if (matched > bc.n) {
+		buf_puts(o, ",\"sampled\":true,\"matchCount\":");
+		buf_put_uint(o, matched);
+	}
+	buf_puts(o, "}");
 	reply_out(w, req, rc, NULL);
 }
 

@@ -657,6 +657,34 @@ START_TEST(freshness_and_free_now)
 }
 END_TEST
 
+/* Issue 10: representative capping. The marker limit is 3 here and the
+ * box holds 4 stations: three in Seoul, one in Busan. sample=true answers 3
+ * spread over the box (a 2 x 2 grid picked round-robin: Busan's cell gives
+ * its station before Seoul's gives a second), not the first 3 by id. */
+START_TEST(representative_capping)
+{
+	struct apid_env e;
+	fixture(&e, NULL);
+#define WIDE "/stations?latitude=36&longitude=128&latitudeDelta=3&longitudeDelta=3"
+	apid_expect_400(&e, WIDE, "area too large for markers"); /* unchanged without sample */
+	apid_expect_400(&e, WIDE "&sample=yes", "sample: 'yes' is not a boolean");
+	yajl_val v = apid_json(&e, WIDE "&sample=true", 200);
+	char ids[512];
+	ids_of(jkey(v, "stations"), ids, sizeof(ids));
+	ck_assert_str_eq(ids, "ME000001,ME000002,PI000003");
+	ck_assert(jbool(v, "sampled"));
+	ck_assert_double_eq(jnum(v, "matchCount"), 4);
+	yajl_tree_free(v);
+	/* within the limit, sample=true changes nothing */
+	v = apid_json(&e, WIDE "&sample=true&companyNames=PI", 200);
+	ck_assert_uint_eq(jlen(v), 1);
+	ck_assert_uint_eq(jlen(jkey(v, "stations")), 1);
+	yajl_tree_free(v);
+#undef WIDE
+	apid_teardown(&e);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
 	Suite *s = suite_create("apid");
@@ -676,6 +704,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, rebuild_on_ingest_run_without_notify);
 	tcase_add_test(tc, methods_and_operations);
 	tcase_add_test(tc, freshness_and_free_now);
+	tcase_add_test(tc, representative_capping);
 	suite_add_tcase(s, tc);
 	return s;
 }
