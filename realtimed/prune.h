@@ -2,8 +2,8 @@
  * (removed upstream), so ev:st/ev:av/ev:qk do not keep dead chargers
  * forever.
  *
- * Runs only after a sweep that fetched every page completely and whose
- * statuses are all acknowledged (service.c calls prune_start from the
+ * Runs only after a sweep that fetched every page completely, whose items
+ * add up to its totalCount, and whose statuses are all acknowledged (service.c calls prune_start from the
  * sweep's barrier); never after a partial sweep. It walks ev:st:* with
  * SCAN (one page at a time, not to compete with the status writes), reads
  * the page's charger ids with one read-only script, and removes each id

@@ -93,6 +93,7 @@ struct service {
 	int64_t swept_ms;	    /* start of the last complete sweep in Redis (sweep_ok_ms) */
 	uint16_t sweep_stamp;	    /* the table's stamp of the sweep running */
 	uint16_t pending_sweep_stamp; /* ... of the complete sweep waiting for its barrier */
+	bool pending_sweep_whole;     /* ... and its items add up to its totalCount */
 	int64_t last_poll_start_ms;
 	int exit_code;
 };
@@ -330,8 +331,15 @@ static void on_pass_written(void *ctx)
 		metric_set(s->m.sweep_seconds, seconds);
 		metric_set(s->m.sweep_items, (double)s->pending_sweep_items);
 		s->swept_ms = s->pending_cover_ms;
-		/* every page complete and acknowledged: what it did not list is gone */
-		prune_start(s->prune, s->pending_sweep_stamp);
+		/* every page complete and acknowledged: what it did not list is gone,
+		 * unless the listing moved while it was paged (a charger may have
+		 * slipped between two pages) */
+		if (s->pending_sweep_whole)
+			prune_start(s->prune, s->pending_sweep_stamp);
+		else
+			log_warn("sweep: %ld items where totalCount said otherwise (the listing "
+				 "moved while paged); nothing pruned until a sweep adds up",
+				 s->pending_sweep_items);
 	} else if (s->pending_is_sweep) {
 		log_info("re-apply written: %zu chargers from memory", table_count(s->table));
 	}
@@ -414,6 +422,7 @@ static void on_pass_done(void *ctx, const struct poll_summary *sum)
 			s->pending_sweep_started_ms = sum->started_ms;
 			s->pending_sweep_items = sum->items;
 			s->pending_sweep_stamp = s->sweep_stamp;
+			s->pending_sweep_whole = sum->items == sum->total_count;
 			notify_status(s, "active: polling");
 		}
 		if (sum->started_ms > s->pending_cover_ms)

@@ -1234,17 +1234,23 @@ START_TEST(complete_sweep_removes_chargers_gone_upstream)
 	struct charger *cs0 = sim_chargers(&e.sim, &n0);
 	ck_assert_int_eq(redis_chargers(e.r), n0);
 
-	/* epoch 1, while every sweep fails at page 2 */
+	/* every sweep fails at page 2 (one partial seen: none in flight is
+	 * complete any more); then epoch 1 */
 	sim_admin(&e.sim, "/__admin/faults?http5xx=page:2");
+	const char *partial = "realtimed_passes_total{kind=\"sweep\",outcome=\"partial\"}";
+	long deadline = now_ms() + 20000;
+	while (rt_metric(&rt, partial) < 1) {
+		ck_assert_msg(now_ms() < deadline, "no partial sweep");
+		usleep(100000);
+	}
 	sim_admin(&e.sim, "/__admin/epoch?set=1");
 	struct charger *cs1 = sim_chargers(&e.sim, &n1);
 	long removed = 0;
 	for (long i = 0; i < n0; i++)
 		removed += !has_charger(cs1, n1, &cs0[i]);
 	ck_assert_int_gt(removed, 0);
-	const char *partial = "realtimed_passes_total{kind=\"sweep\",outcome=\"partial\"}";
-	long deadline = now_ms() + 20000;
-	while (rt_metric(&rt, partial) < 2) {
+	deadline = now_ms() + 20000;
+	while (rt_metric(&rt, partial) < 3) {
 		ck_assert_msg(now_ms() < deadline, "no partial sweeps");
 		usleep(100000);
 	}
