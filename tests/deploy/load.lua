@@ -15,6 +15,7 @@ end
 
 function init(args)
 	responses, non2xx, truncated, bytes, min_seen, max_seen = 0, 0, 0, 0, -1, 0
+	s4xx, s502, s503, s504, s5xx = 0, 0, 0, 0, 0
 end
 
 function delay()
@@ -25,6 +26,11 @@ function response(status, headers, body)
 	responses = responses + 1
 	if status < 200 or status > 299 then
 		non2xx = non2xx + 1
+		if status == 502 then s502 = s502 + 1
+		elseif status == 503 then s503 = s503 + 1
+		elseif status == 504 then s504 = s504 + 1
+		elseif status >= 500 then s5xx = s5xx + 1
+		else s4xx = s4xx + 1 end
 		return
 	end
 	local n = #body
@@ -39,6 +45,7 @@ end
 
 function done(summary, latency, requests)
 	local t = {responses = 0, non2xx = 0, truncated = 0, bytes = 0, min = -1, max = 0}
+	local by = {s4xx = 0, s502 = 0, s503 = 0, s504 = 0, s5xx = 0}
 	for _, th in ipairs(threads) do
 		t.responses = t.responses + th:get("responses")
 		t.non2xx = t.non2xx + th:get("non2xx")
@@ -47,13 +54,15 @@ function done(summary, latency, requests)
 		local mn = th:get("min_seen")
 		if mn >= 0 and (t.min < 0 or mn < t.min) then t.min = mn end
 		if th:get("max_seen") > t.max then t.max = th:get("max_seen") end
+		for k, v in pairs(by) do by[k] = v + th:get(k) end
 	end
 	local e = summary.errors
 	io.write(string.format("EVLOAD requests=%d responses=%d non2xx=%d truncated=%d " ..
 		"sockerr=%d connect=%d read=%d write=%d timeout=%d body_min=%d body_max=%d " ..
-		"bytes=%d p50_us=%d p99_us=%d max_us=%d seconds=%.1f\n",
+		"bytes=%d p50_us=%d p99_us=%d max_us=%d seconds=%.1f " ..
+		"non2xx_4xx=%d non2xx_502=%d non2xx_503=%d non2xx_504=%d non2xx_5xx_other=%d\n",
 		summary.requests, t.responses, t.non2xx, t.truncated,
 		e.connect + e.read + e.write + e.timeout, e.connect, e.read, e.write, e.timeout,
 		t.min, t.max, t.bytes, latency:percentile(50), latency:percentile(99), latency.max,
-		summary.duration / 1e6))
+		summary.duration / 1e6, by.s4xx, by.s502, by.s503, by.s504, by.s5xx))
 end
