@@ -78,7 +78,10 @@ bool params_parse(struct params *p, const char *query, size_t len, struct param_
 	memset(p, 0, sizeof(*p));
 	if (!query || len == 0)
 		return true;
-	p->storage = malloc(len + 2);
+	/* Decoded text never grows, but each pair stores two NUL-terminated
+	 * strings: "a=1" fits in its own bytes plus the '&', a bare "a" needs
+	 * two more (name NUL, empty value NUL). 2 * len + 2 bounds every mix. */
+	p->storage = malloc(2 * len + 2);
 	if (!p->storage) {
 		set_error(err, "query: out of memory");
 		return false;

@@ -80,6 +80,26 @@ static const struct {
 	{"123456789012345678901234567890123", false, 0},
 };
 
+/* Regression (fuzz_params): names without '=' need two NULs each; the
+ * storage once held only one per pair and "a&b&c&d" wrote past it (SAN). */
+START_TEST(names_without_values)
+{
+	struct params p = parse_ok("a&b&c&d");
+	ck_assert_uint_eq(p.count, 4);
+	ck_assert_str_eq(p.items[3].name, "d");
+	ck_assert_str_eq(p.items[3].value, "");
+	params_free(&p);
+	char many[2 * PARAMS_MAX];
+	for (int i = 0; i < PARAMS_MAX; i++)
+		many[2 * i] = 'x', many[2 * i + 1] = '&';
+	many[2 * PARAMS_MAX - 1] = 0;
+	p = parse_ok(many);
+	ck_assert_uint_eq(p.count, PARAMS_MAX);
+	ck_assert_str_eq(p.items[PARAMS_MAX - 1].value, "");
+	params_free(&p);
+}
+END_TEST
+
 START_TEST(decimal_rules)
 {
 	double v = -1;
@@ -191,6 +211,7 @@ Suite *test_suite(void)
 	Suite *s = suite_create("apid_params");
 	TCase *tc = tcase_create("parse");
 	tcase_add_test(tc, decoding);
+	tcase_add_test(tc, names_without_values);
 	tcase_add_loop_test(tc, decimal_rules, 0, (int)(sizeof(decimals) / sizeof(decimals[0])));
 	tcase_add_test(tc, numbers_and_ranges);
 	tcase_add_test(tc, lists);
