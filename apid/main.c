@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base.h"
@@ -43,6 +44,7 @@ struct apid_settings {
 	double live_stale_s;
 	int redis_timeout_ms;
 	int model_poll_s;
+	double start_wait_s;
 	char *notify_channel;
 	int max_markers;
 	int status_max_age_s;
@@ -66,10 +68,14 @@ static const struct cfg_key apid_keys[] = {
 	KEY("APID_WORKERS", CFG_INT, 0, 256, "0", 0, "HTTP worker threads; 0 = one per core",
 	    workers),
 	KEY("APID_BACKLOG", CFG_INT, 1, 65535, "511", 0, "listen(2) backlog", backlog),
+	KEY("APID_START_WAIT_SECONDS", CFG_DOUBLE, 0, 600, "30", 0,
+	    "At start, listen only once the first read model is loaded, waiting at most this "
+	    "long (the old instance answers meanwhile); not while PostgreSQL is unreachable",
+	    start_wait_s),
 	KEY("APID_MAX_CONNECTIONS", CFG_INT, 1, 1000000, "4096", 0,
 	    "Open client connections; past it a connection gets 503 and is closed",
 	    max_connections),
-	KEY("APID_MAX_HEADER_BYTES", CFG_INT, 512, 1048576, "16384", 0,
+	KEY("APID_MAX_HEADER_BYTES", CFG_INT, 512, 1048576, "8192", 0,
 	    "Request line plus headers; larger: 431 (414 for the request line alone)",
 	    max_header_bytes),
 	KEY("APID_MAX_HEADER_LINES", CFG_INT, 1, 10000, "100", 0,
@@ -172,6 +178,44 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 	server_stop_accepting(app->server, ms(app->settings->drain_s));
 	struct timeval tick = {0, 50000};
 	event_add(app->drain_timer, &tick);
+}
+
+/* Before listening: wait, bounded, for the first read model, so that a new
+ * instance beside the old one (SO_REUSEPORT, rolling restarts) is never
+ * handed connections it can only answer with 503 "not loaded yet". Gives up
+ * waiting when PostgreSQL does not answer within a second (then /readyz says
+ * why) and returns false on SIGTERM/SIGINT. Runs before the event loop. */
+static volatile sig_atomic_t start_signal;
+static void on_start_signal(int sig)
+{
+	start_signal = sig;
+}
+
+static bool wait_for_first_model(const struct server *server, double max_s)
+{
+	struct sigaction sa = {.sa_handler = on_start_signal}, old_term, old_int;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGINT, &sa, &old_int);
+	struct timespec t0, now, pause = {0, 20 * 1000 * 1000};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!server_has_model(server) && !start_signal) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		double waited = (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (waited >= max_s) {
+			log_warn("no read model after %.1f s: listening anyway (/readyz 503 until it loads)",
+				 max_s);
+			break;
+		}
+		if (waited >= 1.0 && !server_loader_connected(server)) {
+			log_warn("PostgreSQL unreachable: listening without a read model (/readyz 503)");
+			break;
+		}
+		nanosleep(&pause, NULL);
+	}
+	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGINT, &old_int, NULL);
+	return !start_signal;
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -278,6 +322,11 @@ static int serve(struct apid_settings *st, const struct cli *cli)
 		goto out;
 	}
 	server_set_sources(app.server, live, app.loader);
+	if (!wait_for_first_model(app.server, st->start_wait_s)) {
+		log_info("stopped by a signal before listening");
+		rc = EXIT_OK;
+		goto out;
+	}
 	if (!server_start(app.server, err, sizeof(err))) {
 		log_error("%s", err);
 		goto out;

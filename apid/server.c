@@ -109,9 +109,8 @@ static int open_listener(const struct server_config *cfg, bool *adopted, char *e
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->backlog) != 0) {
-		errf(err, errlen, "listen on %s port %d: %s", cfg->bind, cfg->port,
-		     strerror(errno));
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		errf(err, errlen, "bind %s port %d: %s", cfg->bind, cfg->port, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		fd = -1;
@@ -154,6 +153,8 @@ struct server *server_new(const struct server_config *cfg, const struct meters *
 	s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
 	bool rl_failed = false;
 	s->ratelimit = ratelimit_new(cfg->rate_limit, cfg->rate_burst, cfg->rate_slots, &rl_failed);
+	for (int i = 0; s->workers && i < s->nworkers; i++)
+		s->workers[i].wake_fd = -1; /* no worker yet: server_publish only leaves `pending` */
 	if (!s->workers || rl_failed) {
 		close(s->listen_fd);
 		free(s->workers);
@@ -253,6 +254,7 @@ static void *worker_main(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "worker%d", w->index);
 	log_ctx_set("thread", name);
+	take_snapshot(w); /* one published before this worker ran (main waits for it) */
 	event_base_dispatch(w->base);
 	/* draining is over: close what is left, free everything on this thread */
 	worker_stop_accepting(w);
@@ -363,6 +365,15 @@ static void worker_cleanup_unstarted(struct worker *w)
 
 bool server_start(struct server *s, char *err, size_t errlen)
 {
+	/* Bound since server_new, listening only now: with SO_REUSEPORT the
+	 * kernel hands a listening socket its share of new connections at once,
+	 * so an instance listens once it can answer them (main.c waits for the
+	 * first read model), while the old instance takes them until then. A
+	 * socket from systemd listens already; its clients wait in the backlog. */
+	if (!s->adopted && listen(s->listen_fd, s->cfg.backlog) != 0) {
+		errf(err, errlen, "listen on %s port %d: %s", s->cfg.bind, s->port, strerror(errno));
+		return false;
+	}
 	for (int i = 0; i < s->nworkers; i++) {
 		struct worker *w = &s->workers[i];
 		if (!worker_setup(s, w, i, err, errlen))
@@ -466,6 +477,16 @@ void server_free(struct server *s)
 }
 
 /* ---- readiness and metrics ---- */
+
+bool server_has_model(const struct server *s)
+{
+	return atomic_load(&s->has_model);
+}
+
+bool server_loader_connected(const struct server *s)
+{
+	return s->loader && loader_is_connected(s->loader);
+}
 
 bool server_ready(const struct server *s, char *why, size_t whylen)
 {

@@ -69,6 +69,10 @@ void server_close_listener(struct server *s);
 /* True once every worker has exited (then server_free joins them). */
 bool server_workers_done(const struct server *s);
 bool server_is_draining(const struct server *s);
+/* Has the first read model been published? Is PostgreSQL answering the
+ * loader? (main.c waits for the model before accepting.) Any thread. */
+bool server_has_model(const struct server *s);
+bool server_loader_connected(const struct server *s);
 
 /* ---- for routes.c and conn.c, on worker threads ---- */
 
