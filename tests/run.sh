@@ -129,7 +129,7 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	echo "stores: $TEST_PG_URL $TEST_REDIS_URL"
 	# The longest first, so that the short ones fill in around them; these
 	# are split into shards (name:count): their tests share no fixed resource.
-	slow="test_ingest_congestion:4 test_ingest_chargers:4 test_realtimed:3 test_sim_format:2
+	slow="test_ingest_chargers:6 test_ingest_congestion:4 test_realtimed:3 test_sim_format:3
 	      test_deploy_metrics:1 test_sim_model:2"
 	for entry in $slow; do
 		[ -x "$B/integration/${entry%%:*}" ] && run_bin "$B/integration/${entry%%:*}" "${entry##*:}"
