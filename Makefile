@@ -120,7 +120,17 @@ $(LIBCOMMON): $(COMMON_OBJ)
 role_objs = $(patsubst %.c,$(B)/%.o,$(wildcard $(1)/*.c))
 $(BIN)/ingestd: $(call role_objs,ingestd)
 $(BIN)/realtimed: $(call role_objs,realtimed)
-$(BIN)/apid: $(call role_objs,apid)
+$(BIN)/apid: $(call role_objs,apid) $(B)/gen/openapi_json.o
+
+# apid serves apid/openapi.json embedded as a byte array, generated here so the
+# JSON file stays the one source (od: coreutils, no other tool needed).
+$(B)/gen/openapi_json.c: apid/openapi.json
+	@mkdir -p $(@D)
+	@{ printf '/* Generated from apid/openapi.json by the Makefile; do not edit. */\n#include <stddef.h>\n#include "routes.h"\nconst char apid_openapi_json[] = {\n'; \
+	  od -An -v -tx1 $< | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  printf '0x00};\nconst size_t apid_openapi_json_len = sizeof(apid_openapi_json) - 1;\n'; } > $@.tmp && mv $@.tmp $@
+$(B)/gen/openapi_json.o: $(B)/gen/openapi_json.c $(STAMP)
+	$(CC) $(ALL_CFLAGS) -Iapid -c -o $@ $<
 $(ROLE_BINS): $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) $(LIBCOMMON) $(PKG_LIBS)

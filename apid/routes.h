@@ -34,7 +34,8 @@ void routes_reply(struct worker *w, struct evhttp_request *req, const struct rou
 void routes_error(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
 		  int status, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* The embedded OpenAPI document (openapi_json.c). */
+/* The embedded OpenAPI document (generated from apid/openapi.json by the
+ * Makefile into build/gen/openapi_json.c). */
 extern const char apid_openapi_json[];
 extern const size_t apid_openapi_json_len;
 

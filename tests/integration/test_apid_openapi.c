@@ -334,7 +334,7 @@ START_TEST(document_served_and_answers_valid)
 	ck_assert_int_eq(apid_get(&e, "/openapi.json", &served), 200);
 	ck_assert_msg(
 		strcmp(served, file) == 0,
-		"GET /openapi.json differs from apid/openapi.json: regenerate apid/openapi_json.c");
+		"GET /openapi.json differs from apid/openapi.json: rebuild apid (make)");
 	free(served);
 	doc = apid_parse(file);
 	free(file);
