@@ -80,6 +80,7 @@ struct service {
 	uint64_t generation; /* bumped per lease change: stale replies ignored */
 	bool need_sweep;
 	bool has_full_table;	  /* this process swept: the table can re-seed Redis */
+	bool redis_back;	  /* the connection came (back): Redis may be older than the table */
 	bool sampling;		  /* congest activated for this lease */
 	bool seeded;		  /* Redis holds a complete set: sampling may begin */
 	bool restore_wanted;	  /* Redis holds no counters: restore before sampling */
@@ -484,7 +485,8 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 		s->restore_failures = 0;
 	s->state = SVC_ACTIVE;
 	s->need_sweep = false;
-	bool reapply = false;
+	bool reapply = false, redis_back = s->redis_back;
+	s->redis_back = false;
 	if (sweep_ok <= 0) {
 		if (s->has_full_table) {
 			reapply = true;
@@ -497,6 +499,15 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 			s->need_sweep = true;
 			log_info("Redis holds no sweep: bootstrapping from a full sweep");
 		}
+	} else if (redis_back && s->has_full_table) {
+		/* Redis may have restarted from an older snapshot: what was written
+		 * after it is gone, and polls never repeat a status the table already
+		 * holds. Only statuses newer than Redis's are written. */
+		reapply = true;
+		table_mark_all_dirty(s->table);
+		log_info("Redis connection back: re-applying %zu chargers from memory (only newer "
+			 "statuses are written)",
+			 table_count(s->table));
 	}
 	if ((int64_t)poll_ok > s->covered_ms)
 		s->covered_ms = poll_ok;
@@ -514,7 +525,7 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 	if (reapply) {
 		/* the table seeds Redis again; its heartbeat then lets sampling begin */
 		s->pending_cover_ms = s->covered_ms > 0 ? s->covered_ms : now;
-		s->pending_is_sweep = !s->need_sweep;
+		s->pending_is_sweep = !s->need_sweep && sweep_ok <= 0;
 		s->pending_sweep_started_ms = 0;
 		apply_barrier(s->apply, on_pass_written, s);
 	} else if (!s->need_sweep) {
@@ -572,6 +583,7 @@ static void on_redis_ready(void *ctx)
 {
 	struct service *s = ctx;
 	metric_set(s->m.redis_up, 1);
+	s->redis_back = true;
 	lease_redis_ready(s->lease);
 	/* still active across a short outage: Redis may have come back empty */
 	if (lease_is_held(s->lease) && (s->state == SVC_ACTIVE || s->state == SVC_DECIDING)) {
