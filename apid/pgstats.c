@@ -37,7 +37,7 @@ struct pgreq {
 	struct route_ctx rc;
 	struct snap *snap; /* owned reference */
 	uint32_t station;
-	int weekday;
+	struct stats_ask ask;
 	struct event *deadline;
 	bool answered;
 	char redis_why[128];
@@ -121,17 +121,14 @@ static void req_render(struct pgreq *r, const PGresult *res)
 		unavailable(r->w, r->req, &r->rc, r->redis_why, "no congestion snapshot");
 		return;
 	}
-	bool *is_quick = calloc(n + 1, sizeof(*is_quick));
 	char *blob = calloc(n + 1, RKEYS_CONGESTION_BYTES);
 	const char **blobs = calloc(n + 1, sizeof(*blobs));
 	size_t *lens = calloc(n + 1, sizeof(*lens));
-	if (!is_quick || !blob || !blobs || !lens) {
+	if (!blob || !blobs || !lens) {
 		routes_error(r->w, r->req, &r->rc, 500, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct snap_charger *ch = &s->chargers[station->first_charger + i];
-		is_quick[i] = ch->output_ckw >= 0 && model_is_quick(ch->output_ckw / 100.0);
 		blobs[i] = blob + i * RKEYS_CONGESTION_BYTES;
 		lens[i] = RKEYS_CONGESTION_BYTES;
 	}
@@ -150,7 +147,7 @@ static void req_render(struct pgreq *r, const PGresult *res)
 		if (hour < 0 || hour > 23 || samples < 0 || samples > 65535 || uses < 0 ||
 		    uses > 65535)
 			continue; /* the schema's CHECKs make this impossible */
-		size_t slot = (size_t)rkeys_congestion_slot(r->weekday, hour);
+		size_t slot = (size_t)rkeys_congestion_slot(r->ask.weekday, hour);
 		unsigned char *p = (unsigned char *)blob +
 				   (size_t)(c - station->first_charger) * RKEYS_CONGESTION_BYTES +
 				   slot * 4;
@@ -160,15 +157,8 @@ static void req_render(struct pgreq *r, const PGresult *res)
 		p[3] = (unsigned char)uses;
 	}
 	struct stats_source src = {"snapshot", (time_t)taken};
-	struct buf *out = &r->w->out;
-	buf_reset(out);
-	stats_render(out, snap_text(s, station->id), n, is_quick, blobs, lens, r->weekday, &src);
-	if (buf_ok(out))
-		routes_reply(r->w, r->req, &r->rc, 200, out->data, out->len);
-	else
-		routes_error(r->w, r->req, &r->rc, 500, "out of memory");
+	stats_answer(r->w, r->req, &r->rc, s, r->station, &r->ask, blobs, lens, &src);
 out:
-	free(is_quick);
 	free(blob);
 	free(blobs);
 	free(lens);
@@ -336,7 +326,7 @@ static void pump(struct pgstats *ps)
 			continue;
 		}
 		char weekday[8];
-		snprintf(weekday, sizeof(weekday), "%d", r->weekday);
+		snprintf(weekday, sizeof(weekday), "%d", r->ask.weekday);
 		const char *values[2] = {snap_text(r->snap, r->snap->stations[r->station].id),
 					 weekday};
 		if (!PQsendQueryParams(ps->conn, STATS_SQL, 2, NULL, values, NULL, NULL, 0) ||
@@ -409,7 +399,8 @@ size_t pgstats_pending(const struct pgstats *ps)
 }
 
 void pgstats_answer(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
-		    struct snap *snap, uint32_t station, int weekday, const char *redis_why)
+		    struct snap *snap, uint32_t station, const struct stats_ask *ask,
+		    const char *redis_why)
 {
 	struct pgstats *ps = w->pgstats;
 	if (!ps || !ps->conninfo[0]) {
@@ -425,7 +416,7 @@ void pgstats_answer(struct worker *w, struct evhttp_request *req, const struct r
 		routes_error(w, req, rc, 500, "out of memory");
 		return;
 	}
-	*r = (struct pgreq){NULL, ps, w, req, *rc, snap_ref(snap), station, weekday, NULL, false, ""};
+	*r = (struct pgreq){NULL, ps, w, req, *rc, snap_ref(snap), station, *ask, NULL, false, ""};
 	snprintf(r->redis_why, sizeof(r->redis_why), "%s", redis_why);
 	ps->pending++;
 	r->deadline = evtimer_new(ps->base, on_deadline, r);

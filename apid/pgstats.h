@@ -24,6 +24,7 @@
 struct worker;
 struct route_ctx;
 struct pgstats;
+struct stats_ask;
 
 #define PGSTATS_RETRY_MS 1000
 
@@ -35,11 +36,12 @@ struct pgstats *pgstats_new(struct event_base *base, const char *conninfo, int t
 void pgstats_free(struct pgstats *ps);
 size_t pgstats_pending(const struct pgstats *ps);
 
-/* Answer the statistics of `station` for `weekday` (0 = Monday) from the
+/* Answer `ask` (stats.h: statistics or forecast) for `station` from the
  * snapshot, on the worker's own loop (w->pgstats); when that is impossible,
  * 503 naming `redis_why` (why Redis did not answer) and the PostgreSQL
  * reason. Always answers, now or later. */
 void pgstats_answer(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
-		    struct snap *snap, uint32_t station, int weekday, const char *redis_why);
+		    struct snap *snap, uint32_t station, const struct stats_ask *ask,
+		    const char *redis_why);
 
 #endif

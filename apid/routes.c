@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "conn.h"
+#include "forecast.h"
 #include "json.h"
 #include "kst.h"
 #include "log.h"
@@ -32,12 +33,13 @@
 
 static const char *const route_names[ROUTE_COUNT] = {
 	[ROUTE_STATIONS] = "stations",	   [ROUTE_STATION] = "station",
-	[ROUTE_STATISTICS] = "statistics", [ROUTE_SUMMARY] = "summary",
-	[ROUTE_SEARCH] = "search",	   [ROUTE_REGIONS] = "regions",
-	[ROUTE_CLUSTERS] = "clusters",	   [ROUTE_FILTERS] = "filters",
-	[ROUTE_HEALTHZ] = "healthz",	   [ROUTE_READYZ] = "readyz",
-	[ROUTE_METRICS] = "metrics",	   [ROUTE_OPENAPI] = "openapi",
-	[ROUTE_OTHER] = "other",	   [ROUTE_REFUSED] = "refused",
+	[ROUTE_STATISTICS] = "statistics", [ROUTE_FORECAST] = "forecast",
+	[ROUTE_SUMMARY] = "summary",	   [ROUTE_SEARCH] = "search",
+	[ROUTE_REGIONS] = "regions",	   [ROUTE_CLUSTERS] = "clusters",
+	[ROUTE_FILTERS] = "filters",	   [ROUTE_HEALTHZ] = "healthz",
+	[ROUTE_READYZ] = "readyz",	   [ROUTE_METRICS] = "metrics",
+	[ROUTE_OPENAPI] = "openapi",	   [ROUTE_OTHER] = "other",
+	[ROUTE_REFUSED] = "refused",
 };
 
 static const int status_slots[WORKER_STATUS_SLOTS - 1] = {200, 400, 404, 405, 408, 413, 414,
@@ -279,15 +281,9 @@ static void free_filters(struct filter_input *in)
 
 /* ---- freshness (issue 10) ---- */
 
-/* A charger's status is known-and-fresh when it is a real state (not
- * COMMUNICATION_ERROR, STATUS_UNKNOWN or none) and its time is at most
- * status_max_age_s old; anything else counts as unknown, never as free. */
 static bool status_fresh(const struct worker *w, uint64_t live, int64_t now)
 {
-	int st = snap_live_status(live);
-	int64_t t = snap_live_time(live);
-	return st != 0 && st != MODEL_STATUS_COMMUNICATION_ERROR && st != MODEL_STATUS_UNKNOWN &&
-	       t > 0 && now - t <= server_config(w->server)->status_max_age_s;
+	return snap_live_fresh(live, now, server_config(w->server)->status_max_age_s);
 }
 
 /* Free now: at least one STANDBY charger whose status is fresh. */
@@ -596,9 +592,6 @@ static void get_station(struct worker *w, struct evhttp_request *req, struct rou
 
 /* ---- GET /stations/{id}/statistics ---- */
 
-static const char *const weekdays[7] = {"monday", "tuesday",  "wednesday", "thursday",
-					"friday", "saturday", "sunday"};
-
 static void get_statistics(struct worker *w, struct evhttp_request *req, struct route_ctx *rc,
 			   const struct params *p, uint32_t station)
 {
@@ -608,17 +601,47 @@ static void get_statistics(struct worker *w, struct evhttp_request *req, struct 
 		routes_error(w, req, rc, 400, "%s", err.text);
 		return;
 	}
-	int weekday = -1;
+	struct stats_ask ask = {.weekday = -1};
 	for (int i = 0; i < 7; i++)
-		if (strcasecmp(day, weekdays[i]) == 0)
-			weekday = i;
-	if (weekday < 0) {
+		if (strcasecmp(day, stats_weekday_names[i]) == 0)
+			ask.weekday = i;
+	if (ask.weekday < 0) {
 		routes_error(w, req, rc, 400,
 			     "dayOfWeek: '%.20s' is not a day; expected monday .. sunday", day);
 		return;
 	}
-	if (!w->stats || !stats_request(w->stats, w, req, rc, w->snap, station, weekday))
-		pgstats_answer(w, req, rc, w->snap, station, weekday, "Redis unreachable");
+	if (!w->stats || !stats_request(w->stats, w, req, rc, w->snap, station, &ask))
+		pgstats_answer(w, req, rc, w->snap, station, &ask, "Redis unreachable");
+}
+
+/* ---- GET /stations/{id}/forecast (issue 10) ---- */
+
+static void get_forecast(struct worker *w, struct evhttp_request *req, struct route_ctx *rc,
+			 const struct params *p, uint32_t station)
+{
+	struct param_error err = {{0}};
+	const char *text = NULL;
+	enum param_get got = params_one(p, "arriveAt", &text, &err);
+	if (got != PARAM_OK) {
+		routes_error(w, req, rc, 400, "%s",
+			     got == PARAM_MISSING ? "arriveAt: missing; expected ISO 8601 with an "
+						    "offset, e.g. 2024-11-25T18:30:00+09:00"
+						  : err.text);
+		return;
+	}
+	struct stats_ask ask = {.is_forecast = true,
+				.now = time(NULL),
+				.status_max_age_s = server_config(w->server)->status_max_age_s};
+	char why[160];
+	if (!forecast_parse_time(text, &ask.arrive_at, why, sizeof(why)) ||
+	    !forecast_check_window(ask.arrive_at, ask.now, why, sizeof(why))) {
+		routes_error(w, req, rc, 400, "arriveAt: '%.40s' %s%s", text,
+			     strncmp(why, "is ", 3) == 0 ? "" : "is not a time: ", why);
+		return;
+	}
+	ask.weekday = kst_weekday(ask.arrive_at);
+	if (!w->stats || !stats_request(w->stats, w, req, rc, w->snap, station, &ask))
+		pgstats_answer(w, req, rc, w->snap, station, &ask, "Redis unreachable");
 }
 
 /* ---- GET /stations/summary ---- */
@@ -1067,11 +1090,12 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 		} else if (path_is(slash, (size_t)(uri + path_len - slash), "/statistics")) {
 			rc.route = ROUTE_STATISTICS;
 			seg_len = (size_t)(slash - seg);
+		} else if (path_is(slash, (size_t)(uri + path_len - slash), "/forecast")) {
+			rc.route = ROUTE_FORECAST;
+			seg_len = (size_t)(slash - seg);
 		}
 		if (rc.route != ROUTE_OTHER) {
 			if (!params_decode_segment(seg, seg_len, station_id, sizeof(station_id))) {
-				rc.route = rc.route == ROUTE_STATION ? ROUTE_STATION
-								     : ROUTE_STATISTICS;
 				routes_error(w, req, &rc, 404, "no such station");
 				return;
 			}
@@ -1120,6 +1144,7 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 	case ROUTE_STATIONS: get_stations(w, req, &rc, &p); break;
 	case ROUTE_STATION: get_station(w, req, &rc, &p, station); break;
 	case ROUTE_STATISTICS: get_statistics(w, req, &rc, &p, station); break;
+	case ROUTE_FORECAST: get_forecast(w, req, &rc, &p, station); break;
 	case ROUTE_SUMMARY: get_summary(w, req, &rc, &p); break;
 	case ROUTE_SEARCH: get_search(w, req, &rc, &p); break;
 	case ROUTE_REGIONS: get_regions(w, req, &rc, &p); break;

@@ -189,6 +189,23 @@ static inline uint32_t snap_available(const struct snap *s, uint32_t station)
 	return atomic_load_explicit(&s->available[station], memory_order_relaxed);
 }
 
+/* A status is known and fresh when it is a real state (not
+ * COMMUNICATION_ERROR, STATUS_UNKNOWN or none) and its time is at most
+ * max_age_s before now; anything else counts as unknown, never as free. */
+static inline bool snap_live_fresh(uint64_t word, int64_t now, int64_t max_age_s)
+{
+	int st = snap_live_status(word);
+	int64_t t = snap_live_time(word);
+	return st != 0 && st != MODEL_STATUS_COMMUNICATION_ERROR && st != MODEL_STATUS_UNKNOWN &&
+	       t > 0 && now - t <= max_age_s;
+}
+
+/* Quick charger (model_is_quick); unknown output counts as standard. */
+static inline bool snap_charger_is_quick(const struct snap_charger *ch)
+{
+	return ch->output_ckw != SNAP_KW_UNKNOWN && model_is_quick(ch->output_ckw / 100.0);
+}
+
 bool snap_find_charger(const struct snap *s, const char *stat_id, const char *chger_id,
 		       uint32_t *index);
 /* Live follower only: set a charger's status if `unix_s` is not older than

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "forecast.h"
 #include "json.h"
 #include "kst.h"
 #include "log.h"
@@ -47,7 +48,7 @@ struct pending {
 	struct route_ctx rc;
 	struct snap *snap; /* owned reference */
 	uint32_t station;
-	int weekday;
+	struct stats_ask ask;
 	struct event *deadline;
 	bool answered;
 };
@@ -199,14 +200,6 @@ size_t stats_pending(const struct stats *st)
 
 /* ---- the arithmetic ---- */
 
-static unsigned u16_at(const char *blob, size_t len, size_t index)
-{
-	size_t off = index * 2;
-	if (!blob || off + 2 > len)
-		return 0;
-	return (unsigned)(unsigned char)blob[off] << 8 | (unsigned char)blob[off + 1];
-}
-
 static void put_class(struct json_gen *g, const char *name, size_t n, const bool *is_quick,
 		      bool quick, const char *const *blobs, const size_t *lens, int weekday)
 {
@@ -218,8 +211,8 @@ static void put_class(struct json_gen *g, const char *name, size_t n, const bool
 		for (size_t i = 0; i < n; i++) {
 			if (is_quick[i] != quick)
 				continue;
-			samples += u16_at(blobs[i], lens[i], slot * 2);
-			uses += u16_at(blobs[i], lens[i], slot * 2 + 1);
+			samples += stats_counter_u16(blobs[i], lens[i], slot * 2);
+			uses += stats_counter_u16(blobs[i], lens[i], slot * 2 + 1);
 		}
 		json_obj_begin(g);
 		json_kv_int(g, "hour", hour);
@@ -245,12 +238,7 @@ void stats_render(struct buf *out, const char *station_id, size_t nchargers, con
 	put_class(&g, "standard", nchargers, is_quick, false, blobs, lens, weekday);
 	put_class(&g, "quick", nchargers, is_quick, true, blobs, lens, weekday);
 	json_obj_end(&g);
-	json_kv_str(&g, "source", src->name);
-	if (src->taken_at > 0) {
-		char iso[KST_ISO_SIZE];
-		kst_format_iso(src->taken_at, iso);
-		json_kv_str(&g, "snapshotTakenAt", iso);
-	}
+	stats_put_source(&g, src);
 	json_obj_end(&g);
 	if (!json_gen_finish(&g))
 		out->failed = true;
@@ -274,9 +262,43 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	p->answered = true;
 	metric_inc(p->st->meters->redis_errors);
-	pgstats_answer(p->w, p->req, &p->rc, p->snap, p->station, p->weekday,
+	pgstats_answer(p->w, p->req, &p->rc, p->snap, p->station, &p->ask,
 		       "Redis did not answer in time");
 	/* p stays until the reply (or the connection's end) arrives */
+}
+
+void stats_answer(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		  const struct snap *s, uint32_t station, const struct stats_ask *ask,
+		  const char *const *blobs, const size_t *lens, const struct stats_source *src)
+{
+	const struct snap_station *st = &s->stations[station];
+	size_t n = st->charger_count;
+	bool *is_quick = malloc((n + 1) * sizeof(*is_quick));
+	uint64_t *live = malloc((n + 1) * sizeof(*live));
+	if (!is_quick || !live) {
+		free(is_quick);
+		free(live);
+		routes_error(w, req, rc, 500, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		is_quick[i] = snap_charger_is_quick(&s->chargers[st->first_charger + i]);
+		live[i] = snap_live_word(s, st->first_charger + (uint32_t)i);
+	}
+	struct buf *out = &w->out;
+	buf_reset(out);
+	if (ask->is_forecast)
+		forecast_render(out, snap_text(s, st->id), n, is_quick, blobs, lens, live, ask,
+				src);
+	else
+		stats_render(out, snap_text(s, st->id), n, is_quick, blobs, lens, ask->weekday,
+			     src);
+	free(is_quick);
+	free(live);
+	if (buf_ok(out))
+		routes_reply(w, req, rc, 200, out->data, out->len);
+	else
+		routes_error(w, req, rc, 500, "out of memory");
 }
 
 static void on_counters(redisAsyncContext *ac, void *r, void *privdata)
@@ -286,44 +308,30 @@ static void on_counters(redisAsyncContext *ac, void *r, void *privdata)
 	if (!p->answered) {
 		p->answered = true;
 		const struct snap *s = p->snap;
-		const struct snap_station *station = &s->stations[p->station];
-		size_t n = station->charger_count;
+		size_t n = s->stations[p->station].charger_count;
 		if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
 			metric_inc(p->st->meters->redis_errors);
 			char why[128];
 			snprintf(why, sizeof(why), "Redis: %s",
 				 reply && reply->type == REDIS_REPLY_ERROR ? reply->str
 									   : "unreachable");
-			pgstats_answer(p->w, p->req, &p->rc, p->snap, p->station, p->weekday, why);
+			pgstats_answer(p->w, p->req, &p->rc, p->snap, p->station, &p->ask, why);
 		} else {
-			bool *is_quick = malloc((n + 1) * sizeof(*is_quick));
 			const char **blobs = malloc((n + 1) * sizeof(*blobs));
 			size_t *lens = malloc((n + 1) * sizeof(*lens));
-			if (!is_quick || !blobs || !lens) {
+			if (!blobs || !lens) {
 				routes_error(p->w, p->req, &p->rc, 500, "out of memory");
 			} else {
 				for (size_t i = 0; i < n; i++) {
-					const struct snap_charger *ch =
-						&s->chargers[station->first_charger + i];
 					const redisReply *e = reply->element[i];
-					is_quick[i] = ch->output_ckw >= 0 &&
-						      model_is_quick(ch->output_ckw / 100.0);
 					bool str = e->type == REDIS_REPLY_STRING;
 					blobs[i] = str ? e->str : NULL;
 					lens[i] = str ? e->len : 0;
 				}
-				struct buf *out = &p->w->out;
-				buf_reset(out);
 				static const struct stats_source redis = {"redis", 0};
-				stats_render(out, snap_text(s, station->id), n, is_quick, blobs,
-					     lens, p->weekday, &redis);
-				if (buf_ok(out))
-					routes_reply(p->w, p->req, &p->rc, 200, out->data,
-						     out->len);
-				else
-					routes_error(p->w, p->req, &p->rc, 500, "out of memory");
+				stats_answer(p->w, p->req, &p->rc, s, p->station, &p->ask, blobs,
+					     lens, &redis);
 			}
-			free(is_quick);
 			free(blobs);
 			free(lens);
 		}
@@ -332,7 +340,8 @@ static void on_counters(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 bool stats_request(struct stats *st, struct worker *w, struct evhttp_request *req,
-		   const struct route_ctx *rc, struct snap *snap, uint32_t station, int weekday)
+		   const struct route_ctx *rc, struct snap *snap, uint32_t station,
+		   const struct stats_ask *ask)
 {
 	if (st->state != STATS_READY || !st->ac)
 		return false;
@@ -355,7 +364,7 @@ bool stats_request(struct stats *st, struct worker *w, struct evhttp_request *re
 				 snap_text(snap, ch->id));
 		argv[i + 1] = key;
 	}
-	*p = (struct pending){st, w, req, *rc, snap_ref(snap), station, weekday, NULL, false};
+	*p = (struct pending){st, w, req, *rc, snap_ref(snap), station, *ask, NULL, false};
 	st->pending++;
 	int rc_send = redisAsyncCommandArgv(st->ac, on_counters, p, (int)n + 1, argv, NULL);
 	free(argv);

@@ -23,6 +23,8 @@
 
 #include "base.h"
 #include "buf.h"
+#include "json.h"
+#include "kst.h"
 #include "meters.h"
 #include "snap.h"
 
@@ -38,13 +40,26 @@ void stats_free(struct stats *st);
 /* Requests waiting for Redis. */
 size_t stats_pending(const struct stats *st);
 
-/* Start answering the statistics of `station` for `weekday` (0 = Monday).
- * False when Redis is not connected: the caller falls back (pgstats.h). A
- * request Redis then fails or leaves unanswered past the timeout falls
- * back the same way. */
+/* dayOfWeek names, 0 = Monday (kst_weekday's order). */
+static const char *const stats_weekday_names[7] = {"monday", "tuesday",	 "wednesday", "thursday",
+						   "friday", "saturday", "sunday"};
+
+/* What a request answers from a station's counters: the statistics of a
+ * weekday (all 24 hours), or an arrival forecast (forecast.h) for the
+ * Korea-time slot of arrive_at. */
+struct stats_ask {
+	int weekday;	  /* 0 = Monday: the weekday whose slots are read */
+	bool is_forecast; /* the rest is the forecast's */
+	time_t arrive_at, now;
+	int64_t status_max_age_s; /* live states older than this are unknown */
+};
+
+/* Start answering `ask` for `station`. False when Redis is not connected:
+ * the caller falls back (pgstats.h). A request Redis then fails or leaves
+ * unanswered past the timeout falls back the same way. */
 bool stats_request(struct stats *st, struct worker *w, struct evhttp_request *req,
 		   const struct route_ctx *rc, struct snap *snap, uint32_t station,
-		   int weekday) MUSTCHECK;
+		   const struct stats_ask *ask) MUSTCHECK;
 
 /* Where an answer's counters came from: "redis" (live counters) or
  * "snapshot" (pgstats.h) with the snapshot's time. */
@@ -53,10 +68,38 @@ struct stats_source {
 	time_t taken_at; /* 0: not a snapshot */
 };
 
+/* One u16 of a counters value (rkeys.h layout): index 2*slot is the
+ * slot's samples, 2*slot+1 its uses; 0 past the end or for NULL. */
+static inline unsigned stats_counter_u16(const char *blob, size_t len, size_t index)
+{
+	size_t off = index * 2;
+	if (!blob || off + 2 > len)
+		return 0;
+	return (unsigned)(unsigned char)blob[off] << 8 | (unsigned char)blob[off + 1];
+}
+
+/* An answer's "source" (and "snapshotTakenAt") members. */
+static inline void stats_put_source(struct json_gen *g, const struct stats_source *src)
+{
+	json_kv_str(g, "source", src->name);
+	if (src->taken_at > 0) {
+		char iso[KST_ISO_SIZE];
+		kst_format_iso(src->taken_at, iso);
+		json_kv_str(g, "snapshotTakenAt", iso);
+	}
+}
+
 /* The answer's JSON from the counters of a station's chargers (blobs[i]
  * NULL or shorter than RKEYS_CONGESTION_BYTES: missing slots are zero). */
 void stats_render(struct buf *out, const char *station_id, size_t nchargers, const bool *is_quick,
 		  const char *const *blobs, const size_t *lens, int weekday,
 		  const struct stats_source *src);
+
+/* Answer `ask` from the counters of the station's chargers (blobs as
+ * stats_render takes them, in the station's charger order): the one
+ * rendering path of both sources. */
+void stats_answer(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		  const struct snap *snap, uint32_t station, const struct stats_ask *ask,
+		  const char *const *blobs, const size_t *lens, const struct stats_source *src);
 
 #endif

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <regex.h>
 
+#include "kst.h"
 #include "test_apid.h"
 
 #define REDIS_DB 15
@@ -274,6 +275,10 @@ static const struct {
 	 200},
 	{"/stations/{stationId}/statistics", "/stations/OA000001/statistics?dayOfWeek=x", 400},
 	{"/stations/{stationId}/statistics", "/stations/NOPE/statistics", 404},
+	/* a 200 needs a time from now: checked after these */
+	{"/stations/{stationId}/forecast", "/stations/OA000001/forecast?arriveAt=2020-01-01T00:00Z",
+	 400},
+	{"/stations/{stationId}/forecast", "/stations/NOPE/forecast?arriveAt=2020-01-01T00:00Z", 404},
 	{"/stations/summary", "/stations/summary?stationIds=OA000002,OA000001", 200},
 	{"/stations/summary", "/stations/summary", 400},
 	{"/stations/search", "/stations/search?q=%EA%B0%95%EB%82%A8", 200},
@@ -356,6 +361,19 @@ START_TEST(document_served_and_answers_valid)
 				    answer, "$", why, sizeof(why)),
 			      "GET %s (%ld): %s", cases[k].url, cases[k].status, why);
 		yajl_tree_free(answer);
+	}
+	/* forecasts: within the hour (live state blended in) and a day ahead */
+	for (int k = 0; k < 2; k++) {
+		char utc[KST_ISO_UTC_SIZE];
+		kst_format_iso_utc(time(NULL) + (k ? 86400 : 600), utc);
+		char *forecast_url = apid_fmt("/stations/OA000001/forecast?arriveAt=%s", utc);
+		yajl_val answer = apid_json(&e, forecast_url, 200);
+		char why[512] = "";
+		ck_assert_msg(valid(response_schema("/stations/{stationId}/forecast", 200), answer,
+				    "$", why, sizeof(why)),
+			      "GET %s: %s", forecast_url, why);
+		yajl_tree_free(answer);
+		free(forecast_url);
 	}
 	/* the validator does reject: a marker without its count */
 	yajl_val bad =
