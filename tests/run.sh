@@ -33,7 +33,9 @@ cleanup() {
 	trap - EXIT INT TERM
 	# the running test binaries: each timeout(1) leads its own process group
 	local pid
-	for pid in "${!running_name[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+	# (each is a subshell whose child timeout(1) leads its own process group
+	# and passes the signal on to all of it)
+	for pid in "${!running_name[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; done
 	# private stores started by itest live under TEST_TMPDIR; stop them all
 	for d in "$TMPROOT/stores" "$TEST_TMPDIR"/*/; do
 		[ -d "$d" ] && "$ROOT/tests/harness/stores.sh" stop "$d" >/dev/null 2>&1
@@ -77,7 +79,9 @@ report_bin() {
 	fi
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crash or timeout without a summary
 	passed=$((passed + p)) failed=$((failed + f))
-	grep -E '^[0-9]+%: Checks' "$log" | sed "s/\$/ ($((SECONDS - t0)) s)/; s/^/   /"
+	local cpu
+	cpu=$(cat "$TMPROOT/logs/$1.cpu" 2>/dev/null)
+	grep -E '^[0-9]+%: Checks' "$log" | sed "s/\$/ ($((SECONDS - t0)) s, cpu ${cpu:-?} s)/; s/^/   /"
 	if [ "$f" -ne 0 ]; then
 		failed_bins+=("$name")
 		grep -vE '^(RESULT|Running suite)' "$log" | tail -n 40 | sed 's/^/   | /'
@@ -93,6 +97,20 @@ reap_one() {
 	unset "running_name[$pid]" "running_t0[$pid]"
 }
 
+# run_timed CPU-FILE CMD...: runs CMD and writes the CPU seconds (user + system)
+# that it and the processes it reaped used, so that a binary's cost can be read
+# apart from how loaded the machine was (wall seconds depend on that).
+run_timed() {
+	local out=$1 rc
+	shift
+	"$@"
+	rc=$?
+	times >"$out" # not in a pipe: a forked `times` would see no children
+	awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] }
+		printf "%.0f\n", n }' "$out" >"$out.s" && mv "$out.s" "$out"
+	return $rc
+}
+
 # run_bin BINARY [SHARDS]: SHARDS > 1 spreads the binary's tests over that many
 # processes (testmain.h: TEST_SHARD), each reported on its own.
 run_bin() {
@@ -105,8 +123,8 @@ run_bin() {
 		while [ ${#running_name[@]} -ge "$JOBS" ]; do reap_one; done
 		# in the background, so that Ctrl-C is acted on at once (bash runs a
 		# trap only after a foreground child ends; wait returns on the signal)
-		TEST_SHARD=$i/$shards timeout --kill-after=10 "$BIN_TIMEOUT" "$bin" \
-			>"$TMPROOT/logs/$label.log" 2>&1 &
+		(TEST_SHARD=$i/$shards run_timed "$TMPROOT/logs/$label.cpu" \
+			timeout --kill-after=10 "$BIN_TIMEOUT" "$bin") >"$TMPROOT/logs/$label.log" 2>&1 &
 		running_name[$!]=$label
 		running_t0[$!]=$SECONDS
 	done
