@@ -8,10 +8,10 @@
  *                                 (status code 1..9, update time as Unix
  *                                 seconds UTC), e.g. "2:1732500000". A status
  *                                 is written only when its time is newer than
- *                                 the stored one (a Lua script compares).
+ *                                 the stored one (the writer compares).
  *   ev:av:{statId}          STRING "<standby>:<total>:<quick_standby>": the
  *                                 station's availability, rewritten with the
- *                                 hash in the same script.
+ *                                 hash in the same transaction.
  *   ev:changes              STREAM one entry per applied change, fields
  *                                 s=statId c=chgerId st=stat t=statUpdDt
  *                                 (Unix s); XADD MAXLEN ~ RKEYS_CHANGES_MAXLEN.
@@ -36,6 +36,13 @@
  *                                 snapshot, or found none, in this Redis).
  *   ev:lease                STRING the active realtimed's random token, SET NX
  *                                 PX; every write batch checks it first.
+ *   ev:fenced               STRING counter: write batches refused because the
+ *                                 lease held another token (the fence touches
+ *                                 it to abort the batch's MULTI, WATCHed).
+ *   ev:writers              LIST  the token of each status write batch, in
+ *                                 the batch's MULTI (only with
+ *                                 REALTIMED_TOKEN_LOG > 0, trimmed to that
+ *                                 many): proves writers never interleave.
  *   ev:cg:{statId}:{chgerId} STRING congestion counters: 168 slots
  *                                 (weekday 0=Monday..6 x hour 0..23, Korea
  *                                 time), slot i holding two big-endian u16
@@ -67,6 +74,8 @@
 #define RKEYS_CHANGES "ev:changes"
 #define RKEYS_HEARTBEAT "ev:heartbeat"
 #define RKEYS_LEASE "ev:lease"
+#define RKEYS_FENCED "ev:fenced"
+#define RKEYS_WRITERS "ev:writers"
 
 /* The change stream keeps about this many entries (XADD MAXLEN ~): at a
  * change a second, over a day of history for followers that fall behind. */

@@ -6,144 +6,40 @@
 #include <string.h>
 
 #include "log.h"
+#include "mirror.h"
 #include "model.h"
 #include "rkeys.h"
 
 _Static_assert(MODEL_STATUS_STANDBY == 2, "STANDBY_BYTE must be MODEL_STATUS_STANDBY's digit");
 _Static_assert(MODEL_STATUS_UNKNOWN <= 9, "statuses must be one digit");
 
-/* KEYS[1] the lease, KEYS[2] the change stream.
- * ARGV[1] token, [2] station prefix, [3] availability prefix, [4] quick
- * prefix, [5] stream MAXLEN; then runs of one station's chargers: statId,
- * count, the run's flags (one digit per charger: 1 quickness known, 2 quick,
- * 4 seed), then per charger chgerId and value "<stat>:<unix>". A station
- * split over runs (a poll's order) is handled run by run. Returns
- * {applied, stale, changes}.
- *
- * Keys are built here from the prefixes rkeys.h passes: realtimed's Redis is
- * one node, never a cluster. The script is the hot path of a sweep, so it
- * avoids patterns and tables it does not need: our values have a one-digit
- * status (model.h maps every other code to 9); stored values are split at
- * their ':'; a batch holds each charger once (the table queues an entry
- * once); a station new to Redis (no hash yet) has no quick set either, as
- * both are written here. */
-static const char apply_lua[] =
-	"-- apply: statuses newer than the stored ones, availability, changes\n" LEASE_FENCE_LUA
-	"local stp, avp, qkp, maxlen = ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
-	"local byte, sub, find = string.byte, string.sub, string.find\n"
-	"local call = redis.call\n"
-	"local applied, stale, changes = 0, 0, 0\n"
-	"-- availability values, written with one MSET per 500 stations\n"
-	"local av, nav = {}, 0\n"
-	"local function put_av(key, value)\n"
-	"  av[nav + 1] = key\n"
-	"  av[nav + 2] = value\n"
-	"  nav = nav + 2\n"
-	"  if nav == 1000 then call('MSET', unpack(av, 1, nav)); nav = 0 end\n"
-	"end\n"
-	"local i, n = 6, #ARGV\n"
-	"while i <= n do\n"
-	"  local sid, flags = ARGV[i], ARGV[i + 2]\n"
-	"  local first = i + 3\n"
-	"  local last = i + 2 + 2 * tonumber(ARGV[i + 1])\n"
-	"  local skey = stp .. sid\n"
-	"  local flat = call('HGETALL', skey)\n"
-	"  local hset, nh, j = {}, 0, 0\n"
-	"  if #flat == 0 then\n"
-	"    -- new to Redis: every charger applied (a batch holds each once);\n"
-	"    -- availability and quick set from the run alone\n"
-	"    local add, standby, quick = {}, 0, 0\n"
-	"    for k = first, last, 2 do\n"
-	"      j = j + 1\n"
-	"      local cid, v, fl = ARGV[k], ARGV[k + 1], byte(flags, j) - 48\n"
-	"      hset[nh + 1] = cid\n"
-	"      hset[nh + 2] = v\n"
-	"      nh = nh + 2\n"
-	"      local is_quick = fl % 4 == 3\n"
-	"      if is_quick then add[#add + 1] = cid end\n"
-	"      if byte(v, 1) == " STANDBY_BYTE " and byte(v, 2) == 58 then\n"
-	"        standby = standby + 1\n"
-	"        if is_quick then quick = quick + 1 end\n"
-	"      end\n"
-	"      if fl < 4 then\n"
-	"        call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 's', sid, 'c', cid,\n"
-	"             'st', sub(v, 1, 1), 't', sub(v, 3))\n"
-	"        changes = changes + 1\n"
-	"      end\n"
-	"    end\n"
-	"    applied = applied + j\n"
-	"    call('HSET', skey, unpack(hset))\n"
-	"    if #add > 0 then call('SADD', qkp .. sid, unpack(add)) end\n"
-	"    put_av(avp .. sid, standby .. ':' .. j .. ':' .. quick)\n"
-	"  else\n"
-	"    local cur = {}\n"
-	"    for x = 1, #flat, 2 do cur[flat[x]] = flat[x + 1] end\n"
-	"    local want, quick_known = {}, false\n"
-	"    for k = first, last, 2 do\n"
-	"      j = j + 1\n"
-	"      local cid, v, fl = ARGV[k], ARGV[k + 1], byte(flags, j) - 48\n"
-	"      local old = cur[cid]\n"
-	"      local newer = old == nil\n"
-	"      if not newer then\n"
-	"        local at = find(old, ':', 1, true)\n"
-	"        local ot = at and tonumber(sub(old, at + 1))\n"
-	"        newer = ot == nil or tonumber(sub(v, 3)) > ot\n"
-	"      end\n"
-	"      if newer then\n"
-	"        cur[cid] = v\n"
-	"        hset[nh + 1] = cid\n"
-	"        hset[nh + 2] = v\n"
-	"        nh = nh + 2\n"
-	"        applied = applied + 1\n"
-	"        if old or fl < 4 then\n"
-	"          call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 's', sid, 'c', cid,\n"
-	"               'st', sub(v, 1, 1), 't', sub(v, 3))\n"
-	"          changes = changes + 1\n"
-	"        end\n"
-	"      else\n"
-	"        stale = stale + 1\n"
-	"      end\n"
-	"      if fl % 2 == 1 then\n"
-	"        want[cid] = fl % 4 >= 2\n"
-	"        quick_known = true\n"
-	"      end\n"
-	"    end\n"
-	"    local touched = nh > 0\n"
-	"    if touched then call('HSET', skey, unpack(hset)) end\n"
-	"    if touched or quick_known then\n"
-	"      local qkey = qkp .. sid\n"
-	"      local q = {}\n"
-	"      for _, c in ipairs(call('SMEMBERS', qkey)) do q[c] = true end\n"
-	"      local add, rem = {}, {}\n"
-	"      for c, w in pairs(want) do\n"
-	"        if w and not q[c] then add[#add + 1] = c; q[c] = true\n"
-	"        elseif not w and q[c] then rem[#rem + 1] = c; q[c] = nil end\n"
-	"      end\n"
-	"      if #add > 0 then call('SADD', qkey, unpack(add)); touched = true end\n"
-	"      if #rem > 0 then call('SREM', qkey, unpack(rem)); touched = true end\n"
-	"      if touched then\n"
-	"        local standby, total, quick = 0, 0, 0\n"
-	"        for c, v in pairs(cur) do\n"
-	"          total = total + 1\n"
-	"          if byte(v, 1) == " STANDBY_BYTE " and byte(v, 2) == 58 then\n"
-	"            standby = standby + 1\n"
-	"            if q[c] then quick = quick + 1 end\n"
-	"          end\n"
-	"        end\n"
-	"        put_av(avp .. sid, standby .. ':' .. total .. ':' .. quick)\n"
-	"      end\n"
-	"    end\n"
-	"  end\n"
-	"  i = last + 1\n"
-	"end\n"
-	"if nav > 0 then call('MSET', unpack(av, 1, nav)) end\n"
-	"return {applied, stale, changes}\n";
+/* The fence, run between WATCH (the lease and ev:fenced) and MULTI: when
+ * the lease does not hold this instance's token it touches ev:fenced,
+ * which makes the EXEC that follows abort. KEYS[1] the lease, KEYS[2]
+ * ev:fenced; ARGV[1] the token. Returns 1 when the lease is ours. */
+static const char fence_lua[] = "-- fence: abort the caller's MULTI unless it holds the lease\n"
+				"if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end\n"
+				"redis.call('INCR', KEYS[2])\n"
+				"return 0\n";
 
 /* One EVALSHA in flight. */
+/* Chargers' ev:av values per MSET, and pending stations written per batch
+ * beyond the batch's own (a load's repairs). */
+#define AV_PER_BATCH 1000
+
+/* One MULTI block in flight. */
 struct batch {
 	struct apply *a; /* borrowed */
 	long *entries;	 /* owned: table indexes, requeued on failure */
 	int count;
+	uint64_t applied, stale, changes;
+	int64_t lease_stamp; /* the block extends the lease from about then */
+};
+
+enum mirror_state {
+	MIRROR_NONE,	/* the table's stored state is not Redis': load before writing */
+	MIRROR_LOADING, /* a load runs, begun in the epoch noted */
+	MIRROR_READY,	/* loaded in the epoch noted, kept since by every write queued */
 };
 
 struct apply {
@@ -151,14 +47,17 @@ struct apply {
 	struct aredis *r;	 /* borrowed */
 	struct lease *lease;	 /* borrowed */
 	struct table *table;	 /* borrowed */
+	struct mirror *mirror;	 /* owned */
 	struct apply_opts opts;
-	int script;
+	int fence_script;
+	enum mirror_state mstate;
+	uint64_t epoch_connects, epoch_leases; /* the connection and lease the mirror is of */
 	struct event *pump_ev;	/* owned: deferred pump */
 	struct event *pause_ev; /* owned: the pause after an error reply */
 	bool is_paused;
 	size_t inflight;
 	struct apply_stats stats;
-	struct rcmd cmd; /* owned: reused per batch */
+	struct rcmd cmd, quick_add, quick_rem, avs; /* owned: reused per batch */
 	void (*barrier_fn)(void *ctx);
 	void *barrier_ctx;
 	uint64_t errors_logged;
@@ -170,6 +69,13 @@ static void requeue(struct batch *b)
 		table_requeue(b->a->table, b->entries[i]);
 }
 
+static void batch_free(struct batch *b)
+{
+	if (b)
+		free(b->entries);
+	free(b);
+}
+
 static void check_barrier(struct apply *a)
 {
 	if (a->barrier_fn && apply_is_idle(a)) {
@@ -179,125 +85,325 @@ static void check_barrier(struct apply *a)
 	}
 }
 
-static void on_batch_reply(void *arg, const redisReply *reply)
+static void pause_writes(struct apply *a)
+{
+	if (!a->is_paused) {
+		a->is_paused = true;
+		struct timeval tv = {1, 0};
+		evtimer_add(a->pause_ev, &tv);
+	}
+}
+
+static void refused(struct apply *a, int count, const char *why)
+{
+	if (a->errors_logged++ % 100 == 0)
+		log_error("apply: Redis refused a batch of %d statuses: %.200s%s", count, why,
+			  a->errors_logged > 1 ? " (repeated)" : "");
+	pause_writes(a);
+}
+
+static void on_queued(void *arg, const redisReply *reply)
+{
+	/* +QUEUED; a refusal shows again in EXEC's reply (EXECABORT) */
+}
+
+static void on_exec_reply(void *arg, const redisReply *reply)
 {
 	struct batch *b = arg;
 	struct apply *a = b->a;
 	a->inflight--;
-	if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
-		long long applied = 0, stale = 0, changes = 0;
-		(void)aredis_reply_ll(reply->element[0], &applied);
-		(void)aredis_reply_ll(reply->element[1], &stale);
-		(void)aredis_reply_ll(reply->element[2], &changes);
-		a->stats.applied += (uint64_t)applied;
-		a->stats.stale += (uint64_t)stale;
-		a->stats.changes += (uint64_t)changes;
+	const char *error = NULL;
+	if (reply && reply->type == REDIS_REPLY_ARRAY)
+		for (size_t i = 0; i < reply->elements && !error; i++)
+			if (reply->element[i]->type == REDIS_REPLY_ERROR)
+				error = reply->element[i]->str;
+	if (reply && reply->type == REDIS_REPLY_ARRAY && !error) {
+		lease_extended(a->lease, b->lease_stamp);
+		a->stats.applied += b->applied;
+		a->stats.stale += b->stale;
+		a->stats.changes += b->changes;
 		a->stats.batches++;
 	} else {
+		/* what Redis holds is not what the table says: load it again
+		 * before the next write */
+		a->mstate = MIRROR_NONE;
 		a->stats.batches_failed++;
 		requeue(b);
-		if (lease_is_fenced_reply(reply)) {
+		if (reply && reply->type == REDIS_REPLY_NIL) {
+			/* the fence touched ev:fenced, or the lease changed hands
+			 * between WATCH and EXEC: another instance may write */
 			lease_fenced(a->lease);
 		} else if (reply) {
-			/* Redis refused (OOM, a script error): pause, then retry */
-			if (a->errors_logged++ % 100 == 0)
-				log_error("apply: Redis refused a batch of %d statuses: %.200s%s",
-					  b->count,
-					  reply->type == REDIS_REPLY_ERROR ? reply->str
-									   : "unexpected reply",
-					  a->errors_logged > 1 ? " (repeated)" : "");
-			if (!a->is_paused) {
-				a->is_paused = true;
-				struct timeval tv = {1, 0};
-				evtimer_add(a->pause_ev, &tv);
-			}
+			refused(a, b->count,
+				error ? error
+				      : reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 		}
 	}
-	free(b->entries);
-	free(b);
+	batch_free(b);
 	apply_kick(a);
 }
 
-static const char flag_room[APPLY_BATCH_MAX + 1];
-
-/* Write a run's charger count and flags into the arguments reserved. */
-static void end_run(struct rcmd *c, int arg, int count, const char *flags)
+/* Send the command in c; false when it could not go (the block is then
+ * broken: the caller drops the connection). */
+static bool queue(struct apply *a, struct rcmd *c)
 {
-	if (arg < 0 || c->failed)
-		return;
-	char text[16];
-	int len = snprintf(text, sizeof(text), "%d", count);
-	memcpy(c->text.data + c->offs[arg], text, (size_t)len);
-	c->lens[arg] = (size_t)len;
-	memcpy(c->text.data + c->offs[arg + 1], flags, (size_t)count);
-	c->lens[arg + 1] = (size_t)count;
+	return aredis_send(a->r, c, on_queued, NULL);
 }
 
-/* Build and send one batch from the queue; false when nothing was sent. */
-static bool send_batch(struct apply *a)
+/* WATCH the lease, the fence, MULTI: the start of a batch's block. The
+ * fence's answer is not awaited: when it found another token, EXEC's
+ * reply is nil. */
+static bool open_block(struct apply *a)
+{
+	const char *watch[] = {"WATCH", RKEYS_LEASE, RKEYS_FENCED};
+	const char *multi[] = {"MULTI"};
+	struct rcmd *c = &a->cmd;
+	rcmd_reset(c);
+	rcmd_evalsha(c, a->r, a->fence_script, 2);
+	rcmd_adds(c, RKEYS_LEASE);
+	rcmd_adds(c, RKEYS_FENCED);
+	rcmd_adds(c, lease_token(a->lease));
+	return aredis_sendv(a->r, on_queued, NULL, 3, watch) &&
+	       aredis_send(a->r, c, on_queued, NULL) &&
+	       aredis_sendv(a->r, on_queued, NULL, 1, multi);
+}
+
+/* The block's last commands: the lease extended, the token log (when
+ * kept), EXEC. */
+static bool close_block(struct apply *a, struct batch *b)
+{
+	char period[24];
+	snprintf(period, sizeof(period), "%d", lease_period_ms(a->lease));
+	const char *extend[] = {"PEXPIRE", RKEYS_LEASE, period};
+	b->lease_stamp = lease_stamp(a->lease);
+	if (!aredis_sendv(a->r, on_queued, NULL, 3, extend))
+		return false;
+	if (a->opts.token_log > 0) {
+		const char *push[] = {"RPUSH", RKEYS_WRITERS, lease_token(a->lease)};
+		char keep[24];
+		snprintf(keep, sizeof(keep), "%d", -a->opts.token_log);
+		const char *trim[] = {"LTRIM", RKEYS_WRITERS, keep, "-1"};
+		if (!aredis_sendv(a->r, on_queued, NULL, 3, push) ||
+		    !aredis_sendv(a->r, on_queued, NULL, 4, trim))
+			return false;
+	}
+	const char *exec[] = {"EXEC"};
+	return aredis_sendv(a->r, on_exec_reply, b, 1, exec);
+}
+
+/* One station's writes of a batch, gathered while its entries come. */
+struct run {
+	uint32_t station;
+	int fields;	   /* pairs in a->cmd after "HSET key" */
+	int adds, removes; /* members in a->quick_add / a->quick_rem */
+};
+
+static void run_begin(struct apply *a, struct run *run, uint32_t station, const char *stat_id)
+{
+	char key[RKEYS_KEY_MAX];
+	*run = (struct run){.station = station};
+	rcmd_reset(&a->cmd);
+	rcmd_adds(&a->cmd, "HSET");
+	rkeys_station(key, sizeof(key), stat_id);
+	rcmd_adds(&a->cmd, key);
+	rkeys_quick(key, sizeof(key), stat_id);
+	rcmd_reset(&a->quick_add);
+	rcmd_adds(&a->quick_add, "SADD");
+	rcmd_adds(&a->quick_add, key);
+	rcmd_reset(&a->quick_rem);
+	rcmd_adds(&a->quick_rem, "SREM");
+	rcmd_adds(&a->quick_rem, key);
+}
+
+static bool run_end(struct apply *a, const struct run *run)
+{
+	return (run->fields == 0 || queue(a, &a->cmd)) &&
+	       (run->adds == 0 || queue(a, &a->quick_add)) &&
+	       (run->removes == 0 || queue(a, &a->quick_rem));
+}
+
+static bool send_change(struct apply *a, const struct table_entry *e)
+{
+	char stat[4], updated[24];
+	snprintf(stat, sizeof(stat), "%d", e->stat);
+	snprintf(updated, sizeof(updated), "%lld", (long long)e->updated);
+	char maxlen[24];
+	snprintf(maxlen, sizeof(maxlen), "%d", RKEYS_CHANGES_MAXLEN);
+	const char *argv[] = {"XADD", RKEYS_CHANGES, "MAXLEN", "~", maxlen, "*", "s",
+			      e->stat_id, "c", e->chger_id, "st", stat, "t", updated};
+	return aredis_sendv(a->r, on_queued, NULL, 14, argv);
+}
+
+/* The pending stations' ev:av values (MSET), and DEL of those left without
+ * a charger. */
+static bool send_availability(struct apply *a)
+{
+	struct rcmd *set = &a->avs;
+	rcmd_reset(set);
+	rcmd_adds(set, "MSET");
+	rcmd_reset(&a->cmd);
+	rcmd_adds(&a->cmd, "DEL");
+	uint32_t station;
+	int n = 0;
+	while (n < AV_PER_BATCH && (station = table_av_take(a->table)) != 0) {
+		char key[RKEYS_KEY_MAX], value[48];
+		const char *stat_id;
+		int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
+		rkeys_avail(key, sizeof(key), stat_id);
+		if (len > 0) {
+			rcmd_adds(set, key);
+			rcmd_add(set, value, (size_t)len);
+		} else {
+			rcmd_adds(&a->cmd, key);
+		}
+		n++;
+	}
+	return (set->argc == 1 || queue(a, set)) && (a->cmd.argc == 1 || queue(a, &a->cmd));
+}
+
+enum sent {
+	SENT_BLOCK,   /* a MULTI block went */
+	SENT_NOTHING, /* every entry taken was as Redis holds it: no block needed */
+	SENT_FAILED,  /* out of memory, or the connection broke: entries requeued */
+};
+
+/* Build and send one batch from the queue. */
+static enum sent send_batch(struct apply *a)
 {
 	struct table *t = a->table;
 	struct batch *b = calloc(1, sizeof(*b));
-	if (!b)
-		return false;
+	if (!b || !(b->entries = malloc((size_t)a->opts.batch_size * sizeof(*b->entries)))) {
+		batch_free(b);
+		return SENT_FAILED;
+	}
 	b->a = a;
-	b->entries = malloc((size_t)a->opts.batch_size * sizeof(*b->entries));
-	if (!b->entries) {
-		free(b);
-		return false;
-	}
-	struct rcmd *c = &a->cmd;
-	rcmd_reset(c);
-	rcmd_evalsha(c, a->r, a->script, 2);
-	rcmd_adds(c, RKEYS_LEASE);
-	rcmd_adds(c, RKEYS_CHANGES);
-	rcmd_adds(c, lease_token(a->lease));
-	rcmd_adds(c, RKEYS_STATION_PREFIX);
-	rcmd_adds(c, RKEYS_AVAIL_PREFIX);
-	rcmd_adds(c, RKEYS_QUICK_PREFIX);
-	rcmd_addll(c, RKEYS_CHANGES_MAXLEN);
-	/* runs of one station: statId, count and flags (patched when the run
-	 * ends), then chgerId and value per charger */
+	bool is_open = false, ok = true;
+	struct run run = {0};
 	long index;
-	const char *run_stat_id = NULL;
-	int run_count = 0, run_arg = -1;
-	char value[32], run_flags[APPLY_BATCH_MAX];
-	while (b->count < a->opts.batch_size && (index = table_take_dirty(t)) >= 0) {
-		const struct table_entry *e = table_at(t, index);
+	char value[32];
+	while (ok && b->count < a->opts.batch_size && (index = table_take_dirty(t)) >= 0) {
 		b->entries[b->count++] = index;
-		if (!run_stat_id || strcmp(run_stat_id, e->stat_id) != 0) {
-			end_run(c, run_arg, run_count, run_flags);
-			run_stat_id = e->stat_id;
-			run_count = 0;
-			rcmd_adds(c, e->stat_id);
-			run_arg = c->argc;
-			rcmd_adds(c, "00000"); /* room for the count */
-			/* room for the flags of the chargers this batch can still take */
-			rcmd_add(c, flag_room, (size_t)(a->opts.batch_size - b->count + 1));
+		const struct table_entry *e = table_at(t, index);
+		bool stored = e->stored_flags & TABLE_STORED;
+		bool newer = !stored || e->updated > e->stored_updated;
+		bool in_quick = e->stored_flags & TABLE_STORED_QUICK;
+		bool want_quick = (e->flags & TABLE_QUICK_KNOWN) ? (e->flags & TABLE_QUICK) : in_quick;
+		if (!newer) {
+			b->stale++;
+			if (want_quick == in_quick)
+				continue;
 		}
-		run_flags[run_count++] =
-			(char)('0' + (e->flags & (TABLE_QUICK_KNOWN | TABLE_QUICK | TABLE_SEED)));
-		int len = rkeys_status_format(value, sizeof(value), e->stat, e->updated);
-		rcmd_adds(c, e->chger_id);
-		rcmd_add(c, value, (size_t)len);
+		if (!is_open && !(ok = open_block(a)))
+			break;
+		is_open = true;
+		if (run.station != e->station) {
+			if (run.station && !(ok = run_end(a, &run)))
+				break;
+			run_begin(a, &run, e->station, e->stat_id);
+		}
+		if (newer) {
+			int len = rkeys_status_format(value, sizeof(value), e->stat, e->updated);
+			rcmd_adds(&a->cmd, e->chger_id);
+			rcmd_add(&a->cmd, value, (size_t)len);
+			run.fields++;
+			b->applied++;
+			/* a charger's first sight from a sweep or re-apply seeds */
+			if (stored || !(e->flags & TABLE_SEED)) {
+				if (!(ok = send_change(a, e)))
+					break;
+				b->changes++;
+			}
+		}
+		if (want_quick != in_quick) {
+			if (want_quick) {
+				rcmd_adds(&a->quick_add, e->chger_id);
+				run.adds++;
+			} else {
+				rcmd_adds(&a->quick_rem, e->chger_id);
+				run.removes++;
+			}
+		}
+		table_store(t, index, newer, want_quick);
 	}
-	end_run(c, run_arg, run_count, run_flags);
-	if (b->count > 0 && aredis_send(a->r, c, on_batch_reply, b)) {
+	if (ok && run.station)
+		ok = run_end(a, &run);
+	if (ok && table_av_pending(t) > 0) {
+		if (!is_open)
+			ok = open_block(a);
+		is_open = true;
+		ok = ok && send_availability(a);
+	}
+	if (ok && is_open)
+		ok = close_block(a, b);
+	if (ok && is_open) {
 		a->inflight++;
-		return true;
+		return SENT_BLOCK;
 	}
-	requeue(b);
-	free(b->entries);
-	free(b);
+	if (!ok) {
+		/* a half-sent block must not stay open on the connection */
+		if (is_open)
+			aredis_drop(a->r, "apply: a MULTI block could not be sent whole");
+		a->mstate = MIRROR_NONE;
+		requeue(b);
+	} else {
+		/* nothing newer than Redis holds: no block */
+		a->stats.stale += b->stale;
+	}
+	batch_free(b);
+	return ok ? SENT_NOTHING : SENT_FAILED;
+}
+static bool mirror_is_current(const struct apply *a)
+{
+	return a->epoch_connects == aredis_connects(a->r) &&
+	       a->epoch_leases == lease_acquisitions(a->lease);
+}
+
+static void on_loaded(void *ctx, bool ok)
+{
+	struct apply *a = ctx;
+	if (a->mstate != MIRROR_LOADING)
+		return;
+	a->mstate = ok && mirror_is_current(a) ? MIRROR_READY : MIRROR_NONE;
+	if (a->mstate == MIRROR_READY)
+		log_info("apply: %llu chargers loaded from Redis; %zu stations' availability "
+			 "to rewrite",
+			 (unsigned long long)mirror_loaded(a->mirror),
+			 table_av_pending(a->table));
+	else if (!ok)
+		pause_writes(a);
+	apply_kick(a);
+}
+
+/* The writer's Redis state is this connection's and this lease's, loaded:
+ * else load it (once nothing is in flight). */
+static bool mirror_ready(struct apply *a)
+{
+	if (a->mstate != MIRROR_NONE && !mirror_is_current(a)) {
+		mirror_cancel(a->mirror);
+		a->mstate = MIRROR_NONE;
+	}
+	if (a->mstate == MIRROR_READY)
+		return true;
+	if (a->mstate == MIRROR_NONE && a->inflight == 0) {
+		a->mstate = MIRROR_LOADING;
+		a->epoch_connects = aredis_connects(a->r);
+		a->epoch_leases = lease_acquisitions(a->lease);
+		mirror_load(a->mirror, on_loaded, a);
+	}
 	return false;
+}
+
+static bool has_work(const struct apply *a)
+{
+	return table_dirty_count(a->table) > 0 || table_av_pending(a->table) > 0;
 }
 
 static void pump(struct apply *a)
 {
-	while (!a->is_paused && lease_is_held(a->lease) && aredis_is_ready(a->r) &&
-	       a->inflight < (size_t)a->opts.max_inflight && table_dirty_count(a->table) > 0)
-		if (!send_batch(a))
-			break;
+	if (!a->is_paused && lease_is_held(a->lease) && aredis_is_ready(a->r) && mirror_ready(a))
+		while (a->inflight < (size_t)a->opts.max_inflight && has_work(a) &&
+		       send_batch(a) != SENT_FAILED)
+			;
 	check_barrier(a);
 }
 
@@ -331,10 +437,14 @@ struct apply *apply_new(struct event_base *base, struct aredis *r, struct lease 
 	if (a->opts.max_inflight < 1)
 		a->opts.max_inflight = 1;
 	rcmd_init(&a->cmd);
-	a->script = aredis_script(r, apply_lua);
+	rcmd_init(&a->quick_add);
+	rcmd_init(&a->quick_rem);
+	rcmd_init(&a->avs);
+	a->fence_script = aredis_script(r, fence_lua);
+	a->mirror = mirror_new(r, t);
 	a->pump_ev = event_new(base, -1, 0, on_pump, a);
 	a->pause_ev = evtimer_new(base, on_pause_over, a);
-	if (a->script < 0 || !a->pump_ev || !a->pause_ev) {
+	if (a->fence_script < 0 || !a->mirror || !a->pump_ev || !a->pause_ev) {
 		apply_free(a);
 		return NULL;
 	}
@@ -349,7 +459,11 @@ void apply_free(struct apply *a)
 		event_free(a->pump_ev);
 	if (a->pause_ev)
 		event_free(a->pause_ev);
+	mirror_free(a->mirror);
 	rcmd_free(&a->cmd);
+	rcmd_free(&a->quick_add);
+	rcmd_free(&a->quick_rem);
+	rcmd_free(&a->avs);
 	free(a);
 }
 
@@ -360,7 +474,7 @@ void apply_kick(struct apply *a)
 
 bool apply_is_idle(const struct apply *a)
 {
-	return a->inflight == 0 && table_dirty_count(a->table) == 0;
+	return a->inflight == 0 && !has_work(a);
 }
 
 size_t apply_inflight(const struct apply *a)

@@ -1,14 +1,28 @@
 /* apply: the writer that takes dirty chargers from the table into Redis.
  *
- * Owns the apply Lua script and the batches in flight. Each batch is up to
- * batch_size dirty entries, sent as one EVALSHA (pipelined: up to
- * max_inflight batches at once) of a fenced script that, per station in the
- * batch, writes a charger's "<stat>:<unix>" into ev:st:{statId} only when
- * newer than the stored one (so re-delivery, out-of-order pages and a
- * re-applied sweep are harmless), keeps ev:qk:{statId} (quick chargers),
- * rewrites ev:av:{statId} when anything changed, and XADDs each applied
- * change to ev:changes (MAXLEN ~), except a charger's first sight from a
- * sweep or re-apply, which is seeding, not a change.
+ * Owns the batches in flight and when what Redis holds is loaded into the
+ * table (mirror.h). Each batch is up to batch_size dirty entries, sent as
+ * one MULTI block of plain commands (pipelined: up to max_inflight blocks
+ * at once), fenced:
+ *
+ *   WATCH ev:lease ev:fenced
+ *   EVALSHA fence (touches ev:fenced unless the lease holds our token)
+ *   MULTI, HSET ev:st:{statId} per station run, SADD/SREM ev:qk:{statId},
+ *   XADD ev:changes per change, MSET of the changed stations' ev:av,
+ *   PEXPIRE ev:lease (a block renews the lease: lease_extended),
+ *   [RPUSH/LTRIM ev:writers token: the token log, when kept], EXEC
+ *
+ * EXEC runs only when the lease held our token at the fence and nobody
+ * touched it since: a paused old leader writes nothing. The block is
+ * written to the connection in one go, so blocks never interleave.
+ *
+ * "Newer only" is decided here, against the table's stored state: a
+ * charger's status is written only when its statUpdDt is newer than the
+ * one Redis holds (so re-delivery, out-of-order pages and a re-applied
+ * sweep are harmless); a charger's first sight from a sweep or re-apply
+ * is seeding and adds no stream entry. The stored state is exact because
+ * the active instance is Redis' only writer: it is loaded when a new
+ * connection or lease begins, and again after any failed block.
  *
  * A batch that fails (connection lost, an error reply, fenced) puts its
  * entries back in the table's queue; a fenced one also tells the lease.
@@ -28,17 +42,18 @@
 
 struct event_base;
 
-/* The standby code as the scripts (apply, prune) compare a stored value's
- * first byte: '2' of MODEL_STATUS_STANDBY, which, like every status, is one
+/* The standby code as prune's script compares a stored value's first
+ * byte: '2' of MODEL_STATUS_STANDBY, which, like every status, is one
  * digit (apply.c checks both). */
 #define STANDBY_BYTE "50"
 
-/* The largest batch_size (a run's flags are one argument). */
+/* The largest batch_size. */
 #define APPLY_BATCH_MAX 5000
 
 struct apply_opts {
-	int batch_size;	  /* chargers per script call, 1..APPLY_BATCH_MAX */
-	int max_inflight; /* batches sent and unanswered */
+	int batch_size;	  /* chargers per block, 1..APPLY_BATCH_MAX */
+	int max_inflight; /* blocks sent and unanswered */
+	int token_log;	  /* ev:writers entries kept (0: none written) */
 };
 
 struct apply_stats {
@@ -50,14 +65,14 @@ struct apply_stats {
 
 struct apply;
 
-/* Registers its script with r: call before aredis_start. */
+/* Registers its scripts with r: call before aredis_start. */
 struct apply *apply_new(struct event_base *base, struct aredis *r, struct lease *l, struct table *t,
 			const struct apply_opts *opts) MUSTCHECK;
 void apply_free(struct apply *a);
 
 /* Send what is dirty, at the next loop pass (calls coalesce). */
 void apply_kick(struct apply *a);
-/* Nothing dirty and nothing in flight. */
+/* Nothing dirty, no availability pending and nothing in flight. */
 bool apply_is_idle(const struct apply *a);
 size_t apply_inflight(const struct apply *a);
 const struct apply_stats *apply_stats(const struct apply *a);

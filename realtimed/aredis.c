@@ -618,6 +618,12 @@ bool aredis_sendv(struct aredis *r, aredis_reply_fn fn, void *arg, int argc, con
 	return true;
 }
 
+void aredis_drop(struct aredis *r, const char *why)
+{
+	if (r->ac)
+		drop_later(r, why);
+}
+
 bool aredis_reply_ll(const redisReply *reply, long long *out)
 {
 	if (!reply)

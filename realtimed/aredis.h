@@ -102,6 +102,11 @@ bool aredis_send(struct aredis *r, struct rcmd *c, aredis_reply_fn fn, void *arg
 bool aredis_sendv(struct aredis *r, aredis_reply_fn fn, void *arg, int argc,
 		  const char **argv) MUSTCHECK;
 
+/* Drop the connection at the next loop pass (and reconnect): a caller that
+ * could not send the rest of a MULTI block must not leave it open. Nothing
+ * more is sent on it from now on. */
+void aredis_drop(struct aredis *r, const char *why);
+
 /* A reply's integer or the integer its string holds; false otherwise. */
 bool aredis_reply_ll(const redisReply *reply, long long *out);
 

@@ -305,6 +305,22 @@ void lease_release(struct lease *l, void (*done)(void *ctx), void *ctx)
 	arm(l, 2000);
 }
 
+int64_t lease_stamp(const struct lease *l)
+{
+	return now_ms();
+}
+
+void lease_extended(struct lease *l, int64_t stamp)
+{
+	if (l->state == LEASE_HELD && stamp > l->confirmed_ms)
+		l->confirmed_ms = stamp;
+}
+
+int lease_period_ms(const struct lease *l)
+{
+	return l->period_ms;
+}
+
 void lease_fenced(struct lease *l)
 {
 	if (l->state == LEASE_HELD)

@@ -53,6 +53,14 @@ void lease_redis_ready(struct lease *l);
 /* Stop trying (SIGTERM) and, if held, release it (DEL when it still holds
  * our token); done(ctx) when over, whatever the outcome. */
 void lease_release(struct lease *l, void (*done)(void *ctx), void *ctx);
+/* Write blocks extend the lease too (a PEXPIRE inside their fenced MULTI),
+ * so that a renewal stuck behind them on the connection does not cost the
+ * lease: lease_stamp() when the block is sent, lease_extended(stamp) when
+ * its EXEC succeeded. */
+int64_t lease_stamp(const struct lease *l);
+void lease_extended(struct lease *l, int64_t stamp);
+int lease_period_ms(const struct lease *l);
+
 /* A fenced write was refused: the lease is not ours any more. */
 void lease_fenced(struct lease *l);
 /* Would an error reply mean the fence refused? */

@@ -934,7 +934,7 @@ struct service *service_new(const struct cfg_schema *schema, const char *config_
 	if (!(s->redis = aredis_new(s->base, &ro, &re, s, err, errlen)))
 		goto fail;
 	const struct lease_events le = {on_lease_gained, on_lease_lost};
-	const struct apply_opts ao = {cfg->batch_size, cfg->pipeline};
+	const struct apply_opts ao = {cfg->batch_size, cfg->pipeline, cfg->token_log};
 	const struct poll_opts po = {
 		.base_url = cfg->common.upstream_url,
 		.page_size = cfg->page_size,

@@ -47,6 +47,7 @@ struct realtimed_settings {
 	int key_call_limit;
 	int batch_size;
 	int pipeline;
+	int token_log;
 	int redis_timeout_ms;
 	int drain_s;
 	char *restore_ingestd; /* "" off, "auto" beside realtimed, or a path */

@@ -1,7 +1,207 @@
 #include "table.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "model.h"
+
+/* ---- stations: each station's availability as Redis holds it ----
+ * Counted from the entries' stored state; a station whose counts changed
+ * (or whose ev:av differed at a load) is pending until the writer takes it.
+ * Open addressing as above; stations live in one growable array, never
+ * freed; indexes are 1-based (0: none). */
+
+struct stations;
+static void stations_free(struct stations *s);
+
+struct station {
+	char id[TABLE_STAT_ID_MAX + 1];
+	bool is_pending;
+	uint32_t total, standby, quick;
+	uint32_t next_pending; /* FIFO link: index, 0 = end */
+};
+
+struct stations {
+	struct station *list; /* owned; list[0] unused so that indexes are 1-based */
+	size_t count, cap;    /* count includes list[0] */
+	uint32_t *slots;      /* owned: station index, 0 = empty; nslots a power of two */
+	size_t nslots;
+	uint32_t head, tail; /* pending FIFO */
+	size_t pending;
+};
+
+static uint64_t hash_station(const char *id, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+static size_t probe_station(const struct stations *s, const char *id, size_t len)
+{
+	size_t mask = s->nslots - 1, i = (size_t)hash_station(id, len) & mask;
+	while (s->slots[i]) {
+		const struct station *st = &s->list[s->slots[i]];
+		if (strncmp(st->id, id, len) == 0 && st->id[len] == '\0')
+			break;
+		i = (i + 1) & mask;
+	}
+	return i;
+}
+
+/* A slot array twice as large (1024 at first), empty, replacing *slots. */
+static bool double_slots(uint32_t **slots, size_t *nslots)
+{
+	size_t n = *nslots ? *nslots * 2 : 1024;
+	uint32_t *fresh = calloc(n, sizeof(*fresh));
+	if (!fresh)
+		return false;
+	free(*slots);
+	*slots = fresh;
+	*nslots = n;
+	return true;
+}
+
+static bool grow_station_slots(struct stations *s)
+{
+	if (!double_slots(&s->slots, &s->nslots))
+		return false;
+	for (size_t x = 1; x < s->count; x++)
+		s->slots[probe_station(s, s->list[x].id, strlen(s->list[x].id))] = (uint32_t)x;
+	return true;
+}
+
+static struct stations *stations_new(void)
+{
+	struct stations *s = calloc(1, sizeof(*s));
+	if (!s || !grow_station_slots(s) || !(s->list = calloc(1024, sizeof(*s->list)))) {
+		stations_free(s);
+		return NULL;
+	}
+	s->cap = 1024;
+	s->count = 1;
+	return s;
+}
+
+static void stations_free(struct stations *s)
+{
+	if (!s)
+		return;
+	free(s->list);
+	free(s->slots);
+	free(s);
+}
+
+static uint32_t stations_intern(struct stations *s, const char *stat_id, size_t len)
+{
+	if (len == 0 || len > TABLE_STAT_ID_MAX)
+		return 0;
+	size_t slot = probe_station(s, stat_id, len);
+	if (s->slots[slot])
+		return s->slots[slot];
+	if (s->count >= UINT32_MAX - 1)
+		return 0;
+	if (s->count == s->cap) {
+		struct station *grown = realloc(s->list, s->cap * 2 * sizeof(*grown));
+		if (!grown)
+			return 0;
+		s->list = grown;
+		s->cap *= 2;
+	}
+	/* keep the load under 1/2 */
+	if (s->count * 2 > s->nslots) {
+		if (!grow_station_slots(s))
+			return 0;
+		slot = probe_station(s, stat_id, len);
+	}
+	uint32_t x = (uint32_t)s->count++;
+	memset(&s->list[x], 0, sizeof(s->list[x]));
+	memcpy(s->list[x].id, stat_id, len);
+	s->slots[slot] = x;
+	return x;
+}
+
+static const char *stations_id(const struct stations *s, uint32_t station)
+{
+	return s->list[station].id;
+}
+
+static void stations_mark(struct stations *s, uint32_t station)
+{
+	struct station *st = &s->list[station];
+	if (st->is_pending)
+		return;
+	st->is_pending = true;
+	st->next_pending = 0;
+	if (s->tail)
+		s->list[s->tail].next_pending = station;
+	else
+		s->head = station;
+	s->tail = station;
+	s->pending++;
+}
+
+static uint32_t stations_take(struct stations *s)
+{
+	uint32_t x = s->head;
+	if (!x)
+		return 0;
+	struct station *st = &s->list[x];
+	s->head = st->next_pending;
+	if (!s->head)
+		s->tail = 0;
+	st->is_pending = false;
+	s->pending--;
+	return x;
+}
+
+static size_t stations_pending(const struct stations *s)
+{
+	return s->pending;
+}
+
+static void stations_count(struct stations *s, uint32_t station, int sign, bool standby, bool quick)
+{
+	struct station *st = &s->list[station];
+	uint32_t d = sign > 0 ? 1u : (uint32_t)-1; /* unsigned wrap adds or takes one */
+	st->total += d;
+	if (standby) {
+		st->standby += d;
+		if (quick)
+			st->quick += d;
+	}
+}
+
+static int stations_format(const struct stations *s, uint32_t station, char *out, size_t outlen)
+{
+	const struct station *st = &s->list[station];
+	if (st->total == 0)
+		return 0;
+	int len = snprintf(out, outlen, "%u:%u:%u", st->standby, st->total, st->quick);
+	return len > 0 && (size_t)len < outlen ? len : 0;
+}
+
+static void stations_check(struct stations *s, uint32_t station, const char *stored)
+{
+	char want[48];
+	int len = stations_format(s, station, want, sizeof(want));
+	if (!stored ? len > 0 : len == 0 || strcmp(want, stored) != 0)
+		stations_mark(s, station);
+}
+
+static void stations_reset(struct stations *s)
+{
+	for (size_t x = 1; x < s->count; x++) {
+		struct station *st = &s->list[x];
+		st->total = st->standby = st->quick = 0;
+		st->is_pending = false;
+		st->next_pending = 0;
+	}
+	s->head = s->tail = 0;
+	s->pending = 0;
+}
 
 struct table {
 	struct table_entry *entries; /* owned; count used, cap allocated */
@@ -12,6 +212,7 @@ struct table {
 	size_t dirty;
 	int64_t newest;
 	uint16_t stamp; /* given to every put; a sweep takes a new one */
+	struct stations *stations; /* owned */
 };
 
 /* FNV-1a over "statId\0chgerId". */
@@ -47,13 +248,8 @@ static size_t probe(const struct table *t, const char *stat_id, size_t slen, con
 
 static bool grow_slots(struct table *t)
 {
-	size_t nslots = t->nslots ? t->nslots * 2 : 1024;
-	uint32_t *slots = calloc(nslots, sizeof(*slots));
-	if (!slots)
+	if (!double_slots(&t->slots, &t->nslots))
 		return false;
-	free(t->slots);
-	t->slots = slots;
-	t->nslots = nslots;
 	for (size_t e = 0; e < t->count; e++) {
 		const struct table_entry *en = &t->entries[e];
 		size_t i = probe(t, en->stat_id, strlen(en->stat_id), en->chger_id,
@@ -66,7 +262,7 @@ static bool grow_slots(struct table *t)
 struct table *table_new(void)
 {
 	struct table *t = calloc(1, sizeof(*t));
-	if (!t || !grow_slots(t)) {
+	if (!t || !grow_slots(t) || !(t->stations = stations_new())) {
 		table_free(t);
 		return NULL;
 	}
@@ -79,6 +275,7 @@ void table_free(struct table *t)
 		return;
 	free(t->entries);
 	free(t->slots);
+	stations_free(t->stations);
 	free(t);
 }
 
@@ -109,6 +306,38 @@ static void dirty(struct table *t, size_t index, bool seed)
 	push_dirty(t, index);
 }
 
+/* A new entry, zeroed but for its ids and station, in its slot: its index,
+ * or -1 (no memory). */
+static long add_entry(struct table *t, const char *stat_id, size_t slen, const char *chger_id,
+		      size_t clen)
+{
+	if (t->count >= UINT32_MAX - 1)
+		return -1;
+	uint32_t station = stations_intern(t->stations, stat_id, slen);
+	if (!station)
+		return -1;
+	if (t->count == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 4096;
+		struct table_entry *grown = realloc(t->entries, cap * sizeof(*grown));
+		if (!grown)
+			return -1;
+		t->entries = grown;
+		t->cap = cap;
+	}
+	/* keep the load under 1/2: probes stay short at 500k chargers */
+	if ((t->count + 1) * 2 > t->nslots && !grow_slots(t))
+		return -1;
+	size_t slot = probe(t, stat_id, slen, chger_id, clen);
+	size_t index = t->count++;
+	struct table_entry *e = &t->entries[index];
+	memset(e, 0, sizeof(*e));
+	memcpy(e->stat_id, stat_id, slen);
+	memcpy(e->chger_id, chger_id, clen);
+	e->station = station;
+	t->slots[slot] = (uint32_t)(index + 1);
+	return (long)index;
+}
+
 enum table_put table_put(struct table *t, const struct table_item *item)
 {
 	if (item->stat_id_len == 0 || item->stat_id_len > TABLE_STAT_ID_MAX ||
@@ -129,6 +358,7 @@ enum table_put table_put(struct table *t, const struct table_item *item)
 		if (e->flags & TABLE_GONE) {
 			/* listed again after its removal: new to Redis */
 			e->flags &= (uint8_t)~TABLE_GONE;
+			table_unstore(t, (long)index);
 			e->updated = item->updated;
 			e->stat = (uint8_t)item->stat;
 			changed = true;
@@ -149,34 +379,16 @@ enum table_put table_put(struct table *t, const struct table_item *item)
 		dirty(t, index, item->from_sweep);
 		return TABLE_NEWER;
 	}
-	if (t->count >= UINT32_MAX - 1)
+	long index = add_entry(t, item->stat_id, item->stat_id_len, item->chger_id,
+			       item->chger_id_len);
+	if (index < 0)
 		return TABLE_NO_MEMORY;
-	if (t->count == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 4096;
-		struct table_entry *grown = realloc(t->entries, cap * sizeof(*grown));
-		if (!grown)
-			return TABLE_NO_MEMORY;
-		t->entries = grown;
-		t->cap = cap;
-	}
-	/* keep the load under 1/2: probes stay short at 500k chargers */
-	if ((t->count + 1) * 2 > t->nslots) {
-		if (!grow_slots(t))
-			return TABLE_NO_MEMORY;
-		slot = probe(t, item->stat_id, item->stat_id_len, item->chger_id,
-			     item->chger_id_len);
-	}
-	size_t index = t->count++;
 	struct table_entry *e = &t->entries[index];
-	memset(e, 0, sizeof(*e));
-	memcpy(e->stat_id, item->stat_id, item->stat_id_len);
-	memcpy(e->chger_id, item->chger_id, item->chger_id_len);
 	e->updated = item->updated;
 	e->stat = (uint8_t)item->stat;
 	e->flags = quick_bits;
 	e->seen = t->stamp;
-	t->slots[slot] = (uint32_t)(index + 1);
-	dirty(t, index, item->from_sweep);
+	dirty(t, (size_t)index, item->from_sweep);
 	return TABLE_NEWER;
 }
 
@@ -201,8 +413,10 @@ void table_forget(struct table *t, const char *stat_id, const char *chger_id)
 	if (slen > TABLE_STAT_ID_MAX || clen > TABLE_CHGER_ID_MAX)
 		return;
 	size_t slot = probe(t, stat_id, slen, chger_id, clen);
-	if (t->slots[slot])
+	if (t->slots[slot]) {
 		t->entries[t->slots[slot] - 1].flags |= TABLE_GONE;
+		table_unstore(t, (long)t->slots[slot] - 1);
+	}
 }
 
 long table_take_dirty(struct table *t)
@@ -254,4 +468,113 @@ size_t table_dirty_count(const struct table *t)
 int64_t table_newest(const struct table *t)
 {
 	return t->newest;
+}
+
+/* ---- what Redis holds ---- */
+
+/* A stored charger's share of its station's availability: 0 when not
+ * stored, else 1 + 2 standing by + 4 quick and standing by. */
+static int share(const struct table_entry *e)
+{
+	if (!(e->stored_flags & TABLE_STORED))
+		return 0;
+	bool standby = e->stored_stat == MODEL_STATUS_STANDBY;
+	return 1 + (standby ? 2 : 0) + (standby && (e->stored_flags & TABLE_STORED_QUICK) ? 4 : 0);
+}
+
+static void count_share(struct table *t, const struct table_entry *e, int share_of, int sign)
+{
+	if (share_of)
+		stations_count(t->stations, e->station, sign, share_of & 2, share_of & 4);
+}
+
+/* Set an entry's stored state, keeping its station's counts; the station
+ * becomes pending when its availability changed and mark_pending. */
+static void set_stored(struct table *t, struct table_entry *e, uint8_t stored_flags, uint8_t stat,
+		       int64_t updated, bool mark_pending)
+{
+	int before = share(e);
+	e->stored_flags = stored_flags;
+	e->stored_stat = stat;
+	e->stored_updated = updated;
+	int after = share(e);
+	if (before == after)
+		return;
+	count_share(t, e, before, -1);
+	count_share(t, e, after, 1);
+	if (mark_pending)
+		stations_mark(t->stations, e->station);
+}
+
+uint32_t table_av_take(struct table *t)
+{
+	return stations_take(t->stations);
+}
+
+size_t table_av_pending(const struct table *t)
+{
+	return stations_pending(t->stations);
+}
+
+int table_av_format(const struct table *t, uint32_t station, const char **stat_id, char *out,
+		    size_t outlen)
+{
+	*stat_id = stations_id(t->stations, station);
+	return stations_format(t->stations, station, out, outlen);
+}
+
+void table_av_check(struct table *t, uint32_t station, const char *stored)
+{
+	stations_check(t->stations, station, stored);
+}
+
+void table_stored_reset(struct table *t)
+{
+	for (size_t i = 0; i < t->count; i++)
+		t->entries[i].stored_flags = 0;
+	stations_reset(t->stations);
+}
+
+bool table_learn(struct table *t, const char *stat_id, size_t slen, const char *chger_id,
+		 size_t clen, int stat, int64_t updated, bool in_quick_set)
+{
+	if (slen == 0 || slen > TABLE_STAT_ID_MAX || clen == 0 || clen > TABLE_CHGER_ID_MAX ||
+	    stat < 0 || stat > UINT8_MAX)
+		return false;
+	size_t slot = probe(t, stat_id, slen, chger_id, clen);
+	long index;
+	if (t->slots[slot]) {
+		index = (long)t->slots[slot] - 1;
+	} else {
+		if ((index = add_entry(t, stat_id, slen, chger_id, clen)) < 0)
+			return false;
+		/* not listed by a sweep in progress: prune.c judges it by the sweep */
+		t->entries[index].seen = (uint16_t)(t->stamp - 1);
+	}
+	struct table_entry *e = &t->entries[index];
+	if ((e->flags & TABLE_GONE) || updated > e->updated || !(e->updated || e->stat)) {
+		e->flags &= (uint8_t)~TABLE_GONE;
+		e->updated = updated;
+		e->stat = (uint8_t)stat;
+	}
+	if (updated > t->newest)
+		t->newest = updated;
+	set_stored(t, e, (uint8_t)(TABLE_STORED | (in_quick_set ? TABLE_STORED_QUICK : 0)),
+		   (uint8_t)stat, updated, false);
+	return true;
+}
+
+void table_store(struct table *t, long index, bool status, bool in_quick_set)
+{
+	struct table_entry *e = &t->entries[index];
+	uint8_t flags = (uint8_t)((status ? TABLE_STORED : e->stored_flags & TABLE_STORED) |
+				  (in_quick_set ? TABLE_STORED_QUICK : 0));
+	set_stored(t, e, flags, status ? e->stat : e->stored_stat,
+		   status ? e->updated : e->stored_updated, true);
+}
+
+void table_unstore(struct table *t, long index)
+{
+	struct table_entry *e = &t->entries[index];
+	set_stored(t, e, 0, 0, 0, false);
 }

@@ -15,6 +15,13 @@
  * Redis is marked gone: a re-apply skips it; listed again, it comes back
  * as new.
  *
+ * The table also holds what Redis stores of each charger (its "stored"
+ * status, update time and quick-set membership) as the active instance
+ * knows it: loaded from Redis when it becomes active (mirror.c), then kept
+ * by the writer as it queues each write (apply.c). The writer is Redis'
+ * only one (fenced), so "newer than stored" and each station's
+ * availability are decided in memory.
+ *
  * Open addressing over a power-of-two slot array of entry indexes; entries
  * live in one growable array and are never freed (a gone one keeps its
  * slot). Single-threaded. */
@@ -41,14 +48,24 @@ enum {
 	TABLE_GONE = 1u << 4,	     /* removed from Redis: absent from a complete sweep */
 };
 
+/* stored_flags: what Redis holds of the charger. */
+enum {
+	TABLE_STORED = 1u << 0,	      /* in ev:st:{statId}, as stored_stat:stored_updated */
+	TABLE_STORED_QUICK = 1u << 1, /* in ev:qk:{statId} */
+};
+
 struct table_entry {
 	char stat_id[TABLE_STAT_ID_MAX + 1];
 	char chger_id[TABLE_CHGER_ID_MAX + 1];
-	int64_t updated; /* statUpdDt, Unix seconds */
-	uint8_t stat;	 /* enum model_status */
+	int64_t updated;	/* statUpdDt, Unix seconds */
+	int64_t stored_updated; /* what Redis holds (with TABLE_STORED) */
+	uint32_t station;	/* stations.h index */
+	uint32_t next_dirty;	/* FIFO link: index + 1, 0 = end */
+	uint16_t seen;		/* the table's stamp at the last put */
+	uint8_t stat;		/* enum model_status */
 	uint8_t flags;
-	uint16_t seen;	     /* the table's stamp at the last put */
-	uint32_t next_dirty; /* FIFO link: index + 1, 0 = end */
+	uint8_t stored_stat;
+	uint8_t stored_flags;
 };
 
 /* One status as an upstream item gave it. */
@@ -95,5 +112,34 @@ size_t table_count(const struct table *t);
 size_t table_dirty_count(const struct table *t);
 /* The newest statUpdDt held (0 when empty). */
 int64_t table_newest(const struct table *t);
+
+/* ---- what Redis holds ---- */
+
+/* Forget every stored state (before a load). */
+void table_stored_reset(struct table *t);
+/* A charger a load found in Redis: its entry (added when unknown: not
+ * dirty, not listed by a sweep in progress; a newer stored status is
+ * adopted) gets the stored state. False on a bad id or no memory. */
+bool table_learn(struct table *t, const char *stat_id, size_t stat_id_len, const char *chger_id,
+		 size_t chger_id_len, int stat, int64_t updated, bool in_quick_set) MUSTCHECK;
+/* A write is queued: Redis will hold the entry's status (when status),
+ * and its quick-set membership as given. A station whose availability
+ * changes becomes pending (stations.h). */
+void table_store(struct table *t, long index, bool status, bool in_quick_set);
+/* Redis no longer holds the charger (removed by prune.c). */
+void table_unstore(struct table *t, long index);
+
+/* Each station's availability (entry->station) is counted from the stored
+ * state: chargers, standing by, quick and standing by. A station whose
+ * counts changed is pending until the writer takes it. */
+uint32_t table_av_take(struct table *t); /* the oldest pending station, or 0 */
+size_t table_av_pending(const struct table *t);
+/* "<standby>:<total>:<quick standby>" (rkeys.h) into out, the station's id
+ * into *stat_id; the length, 0 when the station holds no charger (its
+ * ev:av goes). */
+int table_av_format(const struct table *t, uint32_t station, const char **stat_id, char *out,
+		    size_t outlen);
+/* The load read this ev:av value (NULL: none): pending when it differs. */
+void table_av_check(struct table *t, uint32_t station, const char *stored);
 
 #endif

@@ -588,12 +588,16 @@ START_TEST(deltas_applied_older_never_wins)
 	ck_assert_str_eq(got, want);
 	free(got);
 
-	/* out of order in Redis: a newer status already stored (another writer,
-	 * a replay) is never overwritten by an older one the poll brings */
+	/* out of order in Redis: a newer status already stored (by the active
+	 * instance before a takeover, a replay) is never overwritten by an older
+	 * one the poll brings. The writer learns what Redis holds when its
+	 * connection or lease begins: the connection is cut to make it read
+	 * again. */
 	rkeys_station(key, sizeof(key), cs[12].stat_id);
 	char newer[64];
 	rkeys_status_format(newer, sizeof(newer), 4, t0 + 100000);
 	freeReplyObject(CMD(e.r, "HSET", key, cs[12].chger_id, newer));
+	freeReplyObject(CMD(e.r, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"));
 	sim_set_status(&e.sim, 12, 2); /* at t0 + 60: newer than the table knows */
 	long deadline = now_ms() + 8000;
 	for (;;) {
