@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "feed.h"
 #include "log.h"
 #include "rds.h"
 #include "rkeys.h"
@@ -177,38 +178,22 @@ static bool load_stations(struct live *l, struct snap *s, const uint32_t *list, 
 /* Apply one stream entry: [id, [field, value, ...]]. */
 static void apply_entry(struct live *l, const redisReply *entry)
 {
-	if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
-	    entry->element[0]->type != REDIS_REPLY_STRING ||
-	    entry->element[1]->type != REDIS_REPLY_ARRAY)
+	if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 1 ||
+	    entry->element[0]->type != REDIS_REPLY_STRING)
 		return;
-	const char *id = entry->element[0]->str;
-	snprintf(l->stream_id, sizeof(l->stream_id), "%s", id);
-	const redisReply *fields = entry->element[1];
-	const char *stat_id = NULL, *chger_id = NULL, *stat = NULL, *when = NULL;
-	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-			continue;
-		if (strcmp(k->str, "s") == 0)
-			stat_id = v->str;
-		else if (strcmp(k->str, "c") == 0)
-			chger_id = v->str;
-		else if (strcmp(k->str, "st") == 0)
-			stat = v->str;
-		else if (strcmp(k->str, "t") == 0)
-			when = v->str;
-	}
+	snprintf(l->stream_id, sizeof(l->stream_id), "%s", entry->element[0]->str);
+	uint64_t added_ms, seq;
+	struct feed_event ev;
 	uint32_t c;
-	if (!stat_id || !chger_id || !stat || !when || !l->cur ||
-	    !snap_find_charger(l->cur, stat_id, chger_id, &c))
+	if (!feed_parse_entry(entry, &added_ms, &seq, &ev) || !l->cur ||
+	    !snap_find_charger(l->cur, ev.stat_id, ev.chger_id, &c))
 		return;
-	if (snap_live_apply(l->cur, c, (int)strtol(stat, NULL, 10), strtoll(when, NULL, 10)))
+	if (snap_live_apply(l->cur, c, ev.stat, ev.stat_unix))
 		metric_inc(l->meters->live_changes);
 	/* the entry id's first part is the XADD time in ms */
-	int64_t added_ms = strtoll(id, NULL, 10);
 	if (added_ms > 0)
 		metric_observe(l->meters->live_apply_delay,
-			       (double)(wall_ms() - added_ms) / 1000.0);
+			       (double)(wall_ms() - (int64_t)added_ms) / 1000.0);
 }
 
 /* ---- the follower ---- */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "feed.h"
 #include "log.h"
 #include "pgx.h"
 
@@ -41,6 +42,29 @@ static const char sql_stations[] =
 static const char sql_chargers[] = "SELECT stat_id, chger_id, chger_type, output_kw, method, stat, "
 				   "date_part('epoch', stat_upd_dt)::bigint "
 				   "FROM charger WHERE deleted_at IS NULL";
+
+/* Finished master-data runs after $1 up to $2, newest first, at most $3:
+ * the change feed's runs (feed.h), with when each finished (ms). */
+static const char sql_feed_runs[] =
+	"SELECT id, (extract(epoch FROM finished_at) * 1000)::bigint FROM ingest_run "
+	"WHERE job = '" LOADER_JOB "' AND status IN ('ok', 'partial') AND id > $1 AND id <= $2 "
+	"ORDER BY id DESC LIMIT $3";
+
+/* The stations run $1 touched (the station row, or one of its chargers,
+ * last inserted, changed or deleted by it: last_run_id), as a map client
+ * sees them now: deleted when the station is, or has no live charger
+ * (the read model leaves such stations out); added when it was created
+ * during the run; else changed. At most $2 rows (more: a reload). A
+ * station a later run touched again is that run's. */
+static const char sql_feed_stations[] =
+	"WITH touched AS (SELECT stat_id FROM station WHERE last_run_id = $1 "
+	"UNION SELECT stat_id FROM charger WHERE last_run_id = $1) "
+	"SELECT s.stat_id, CASE WHEN s.deleted_at IS NOT NULL OR NOT EXISTS "
+	"(SELECT 1 FROM charger c WHERE c.stat_id = s.stat_id AND c.deleted_at IS NULL) "
+	"THEN 'deleted' WHEN s.created_at >= r.started_at THEN 'added' ELSE 'changed' END "
+	"FROM touched t JOIN station s USING (stat_id) JOIN ingest_run r ON r.id = $1 "
+	"WHERE coalesce(s.last_run_id, 0) <= $1 "
+	"ORDER BY s.stat_id LIMIT $2";
 
 /* What the loader thread and the rest share. */
 struct loader {
@@ -343,6 +367,73 @@ static bool newer_run(struct loader *l, bool *newer)
 	return true;
 }
 
+/* One run's stations into the feed. */
+static bool feed_run(struct loader *l, int64_t run, int64_t finished_ms, int64_t floor_run)
+{
+	char run_text[24], limit[24];
+	snprintf(run_text, sizeof(run_text), "%lld", (long long)run);
+	snprintf(limit, sizeof(limit), "%d", FEED_RUN_MAX_ITEMS + 1);
+	struct pgx_err e;
+	PGresult *res =
+		pgx_exec(l->conn, sql_feed_stations, 2, (const char *[]){run_text, limit}, &e);
+	if (!res) {
+		failure(l, "reading a run's changes", e.msg);
+		return false;
+	}
+	int rows = PQntuples(res);
+	bool reload = rows > FEED_RUN_MAX_ITEMS;
+	struct feed_station_change *items = calloc((size_t)rows + 1, sizeof(*items));
+	size_t n = 0;
+	for (int i = 0; items && !reload && i < rows; i++) {
+		const char *id = PQgetvalue(res, i, 0), *kind = PQgetvalue(res, i, 1);
+		if (strlen(id) >= FEED_ID_MAX)
+			continue; /* longer than any upstream id: not a map station */
+		memcpy(items[n].stat_id, id, strlen(id) + 1);
+		items[n].kind = kind[0] == 'a'	 ? FEED_STATION_ADDED
+				: kind[0] == 'd' ? FEED_STATION_DELETED
+						 : FEED_STATION_CHANGED;
+		n++;
+	}
+	PQclear(res);
+	bool ok = items && feed_add_run(l->cfg.feed, run, finished_ms, items, n, reload, floor_run);
+	free(items);
+	if (!ok)
+		failure(l, "change feed", "out of memory");
+	return ok;
+}
+
+/* The runs finished since the feed's last one (all of them up to
+ * FEED_RUNS_KEPT at start), oldest first. */
+static void feed_sync(struct loader *l, int64_t run_id)
+{
+	int64_t last = feed_last_run(l->cfg.feed);
+	char after[24], upto[24], limit[24];
+	snprintf(after, sizeof(after), "%lld", (long long)(last < 0 ? 0 : last));
+	snprintf(upto, sizeof(upto), "%lld", (long long)run_id);
+	snprintf(limit, sizeof(limit), "%d", FEED_RUNS_KEPT + 1);
+	struct pgx_err e;
+	PGresult *res =
+		pgx_exec(l->conn, sql_feed_runs, 3, (const char *[]){after, upto, limit}, &e);
+	if (!res) {
+		failure(l, "reading runs for the change feed", e.msg);
+		return;
+	}
+	int rows = PQntuples(res);
+	/* one row more than kept: the oldest is the floor (not retained) */
+	int64_t floor_run = 0;
+	if (rows > FEED_RUNS_KEPT) {
+		floor_run = atoll(PQgetvalue(res, FEED_RUNS_KEPT, 0));
+		rows = FEED_RUNS_KEPT;
+	} else if (last >= 0) {
+		floor_run = last;
+	}
+	for (int i = rows - 1; i >= 0; i--)
+		if (!feed_run(l, atoll(PQgetvalue(res, i, 0)), atoll(PQgetvalue(res, i, 1)),
+			      floor_run))
+			break;
+	PQclear(res);
+}
+
 static void rebuild(struct loader *l)
 {
 	char err[512] = "";
@@ -363,6 +454,8 @@ static void rebuild(struct loader *l)
 	metric_set(l->meters->build_seconds, s->build_seconds);
 	log_info("read model: built from run %lld: %u stations, %u chargers in %.2f s",
 		 (long long)run_id, s->nstations, s->nchargers, s->build_seconds);
+	if (l->cfg.feed)
+		feed_sync(l, run_id);
 	l->publish(l->publish_arg, s);
 }
 

@@ -26,10 +26,14 @@
  * APID_NOTIFY_CHANNEL must name the same. */
 #define LOADER_NOTIFY_CHANNEL "ingest_chargers"
 
+struct feed;
+
 struct loader_config {
 	const char *conninfo;	    /* borrowed for the loader's life */
 	const char *notify_channel; /* "" for none: polling only */
 	int poll_seconds;	    /* ingest_run check interval */
+	struct feed *feed;	    /* borrowed; NULL: none. After each build, the stations
+				     * the new finished runs changed go to it (feed.h) */
 };
 
 /* Takes the snapshot's reference. Called on the loader's thread. */

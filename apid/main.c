@@ -18,6 +18,7 @@
 #include "base.h"
 #include "cli.h"
 #include "conn.h"
+#include "feed.h"
 #include "live.h"
 #include "loader.h"
 #include "log.h"
@@ -51,6 +52,10 @@ struct apid_settings {
 	double rate_limit;
 	int rate_burst;
 	int rate_clients;
+	int feed_max_clients;
+	double feed_heartbeat_s;
+	int feed_max_wait_s;
+	int feed_retain;
 };
 
 #define KEY(name, type, min, max, def, flags, doc, field)                                          \
@@ -121,6 +126,20 @@ static const struct cfg_key apid_keys[] = {
 	    "Client buckets held (fixed memory, 48 bytes each); addresses sharing one may exceed "
 	    "the limit, never fall under it",
 	    rate_clients),
+	KEY("APID_FEED_MAX_CLIENTS", CFG_INT, 1, 1000000, "2000", 0,
+	    "GET /stations/changes clients open at once (long-poll and event streams, all "
+	    "workers); past it 503",
+	    feed_max_clients),
+	KEY("APID_FEED_HEARTBEAT_SECONDS", CFG_DOUBLE, 0.1, 300, "15", 0,
+	    "An event stream with nothing to send gets a comment line this often (keeps proxies "
+	    "and clients from timing it out; finds clients that left)",
+	    feed_heartbeat_s),
+	KEY("APID_FEED_MAX_WAIT_SECONDS", CFG_INT, 1, 600, "60", 0,
+	    "Largest timeout a long-poll of /stations/changes may ask for", feed_max_wait_s),
+	KEY("APID_FEED_RETAIN", CFG_INT, 1000, 10000000, "100000", 0,
+	    "Charger status changes kept for /stations/changes (about 110 bytes each); an older "
+	    "cursor gets 410",
+	    feed_retain),
 };
 static const struct cfg_table apid_table = {apid_keys, ARRAY_LEN(apid_keys)};
 static const struct cfg_table *const apid_tables[] = {&common_cfg_table, &apid_table};
@@ -279,6 +298,9 @@ static void server_config_from(const struct apid_settings *st, struct server_con
 		.rate_limit = st->rate_limit,
 		.rate_burst = (unsigned)st->rate_burst,
 		.rate_slots = (size_t)st->rate_clients,
+		.feed_max_clients = (unsigned)st->feed_max_clients,
+		.feed_heartbeat_ms = ms(st->feed_heartbeat_s),
+		.feed_max_wait_s = st->feed_max_wait_s,
 	};
 }
 
@@ -289,6 +311,7 @@ static int serve(struct apid_settings *st, const struct cli *cli)
 	struct meters meters;
 	struct app app = {.settings = st, .cli = cli};
 	struct live *live = NULL;
+	struct feed *feed = NULL;
 	struct event *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
 	char err[512] = "";
 	signal(SIGPIPE, SIG_IGN);
@@ -314,14 +337,18 @@ static int serve(struct apid_settings *st, const struct cli *cli)
 	}
 	struct live_config lc = {st->common.redis_url, st->redis_timeout_ms};
 	live = live_start(&lc, &meters, server_publish, app.server);
-	struct loader_config lo = {st->common.database_url, st->notify_channel, st->model_poll_s};
-	app.loader = live ? loader_start(&lo, &meters, loader_to_live, live) : NULL;
-	if (!live || !app.loader) {
+	struct feed_config fc = {st->common.redis_url, st->redis_timeout_ms,
+				 (size_t)st->feed_retain};
+	feed = live ? feed_start(&fc, &meters, server_feed_notify, app.server) : NULL;
+	struct loader_config lo = {st->common.database_url, st->notify_channel, st->model_poll_s,
+				   feed};
+	app.loader = feed ? loader_start(&lo, &meters, loader_to_live, live) : NULL;
+	if (!live || !feed || !app.loader) {
 		log_error("start-up failed: cannot start the loader or the live-state threads");
 		rc = EXIT_SOFTWARE;
 		goto out;
 	}
-	server_set_sources(app.server, live, app.loader);
+	server_set_sources(app.server, live, app.loader, feed);
 	if (!wait_for_first_model(app.server, st->start_wait_s)) {
 		log_info("stopped by a signal before listening");
 		rc = EXIT_OK;
@@ -353,8 +380,12 @@ out:
 		server_begin_drain(app.server);
 		server_stop_accepting(app.server, 0);
 	}
-	server_free(app.server); /* joins the workers */
+	/* the loader and the feed's follower wake the workers: stop them first;
+	 * the workers read the feed until they are joined: free it after */
 	loader_stop(app.loader);
+	feed_stop(feed);
+	server_free(app.server); /* joins the workers */
+	feed_free(feed);
 	live_stop(live);
 	if (sig_term)
 		event_free(sig_term);

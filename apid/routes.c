@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "changes.h"
 #include "conn.h"
 #include "forecast.h"
 #include "json.h"
@@ -34,12 +35,12 @@
 static const char *const route_names[ROUTE_COUNT] = {
 	[ROUTE_STATIONS] = "stations",	   [ROUTE_STATION] = "station",
 	[ROUTE_STATISTICS] = "statistics", [ROUTE_FORECAST] = "forecast",
-	[ROUTE_SUMMARY] = "summary",	   [ROUTE_SEARCH] = "search",
-	[ROUTE_REGIONS] = "regions",	   [ROUTE_CLUSTERS] = "clusters",
-	[ROUTE_FILTERS] = "filters",	   [ROUTE_HEALTHZ] = "healthz",
-	[ROUTE_READYZ] = "readyz",	   [ROUTE_METRICS] = "metrics",
-	[ROUTE_OPENAPI] = "openapi",	   [ROUTE_OTHER] = "other",
-	[ROUTE_REFUSED] = "refused",
+	[ROUTE_CHANGES] = "changes",	   [ROUTE_SUMMARY] = "summary",
+	[ROUTE_SEARCH] = "search",	   [ROUTE_REGIONS] = "regions",
+	[ROUTE_CLUSTERS] = "clusters",	   [ROUTE_FILTERS] = "filters",
+	[ROUTE_HEALTHZ] = "healthz",	   [ROUTE_READYZ] = "readyz",
+	[ROUTE_METRICS] = "metrics",	   [ROUTE_OPENAPI] = "openapi",
+	[ROUTE_OTHER] = "other",	   [ROUTE_REFUSED] = "refused",
 };
 
 static const int status_slots[WORKER_STATUS_SLOTS - 1] = {200, 400, 404, 405, 408, 413, 414,
@@ -53,6 +54,7 @@ static const char *reason_phrase(int status)
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 410: return "Gone";
 	case 408: return "Request Timeout";
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
@@ -95,8 +97,8 @@ static void count(struct worker *w, const struct route_ctx *rc, int status)
 	metric_observe(*d, (double)(mono_ns() - rc->start_ns) / 1e9);
 }
 
-static void send_reply(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
-		       int status, const char *content_type, const char *body, size_t len)
+static void add_headers(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+			int status, const char *content_type)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Content-Type", content_type);
@@ -115,6 +117,13 @@ static void send_reply(struct worker *w, struct evhttp_request *req, const struc
 		evhttp_add_header(h, "Allow", "GET, HEAD");
 	if (w->draining || rc->route == ROUTE_REFUSED)
 		evhttp_add_header(h, "Connection", "close");
+}
+
+static void send_reply(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		       int status, const char *content_type, const char *body, size_t len)
+{
+	add_headers(w, req, rc, status, content_type);
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		/* evhttp 2.1 would send the body: give only its length */
 		char text[24];
@@ -127,6 +136,24 @@ static void send_reply(struct worker *w, struct evhttp_request *req, const struc
 	evhttp_send_reply(req, status, reason_phrase(status), NULL);
 	conn_request_end(c);
 	count(w, rc, status);
+}
+
+void routes_stream_start(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+			 const char *content_type)
+{
+	add_headers(w, req, rc, 200, content_type);
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Cache-Control", "no-cache");
+	evhttp_add_header(h, "X-Accel-Buffering", "no"); /* proxies: pass events at once */
+	evhttp_send_reply_start(req, 200, reason_phrase(200));
+}
+
+void routes_stream_end(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc)
+{
+	struct conn *c = conn_of(w, req); /* before the end: it may free req */
+	evhttp_send_reply_end(req);
+	conn_request_end(c);
+	count(w, rc, 200);
 }
 
 void routes_reply(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
@@ -1071,6 +1098,8 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 		rc.route = ROUTE_REGIONS;
 	else if (path_is(uri, path_len, "/stations/clusters"))
 		rc.route = ROUTE_CLUSTERS;
+	else if (path_is(uri, path_len, "/stations/changes"))
+		rc.route = ROUTE_CHANGES;
 	else if (path_is(uri, path_len, "/filters"))
 		rc.route = ROUTE_FILTERS;
 	else if (path_is(uri, path_len, "/healthz"))
@@ -1145,6 +1174,7 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 	case ROUTE_STATION: get_station(w, req, &rc, &p, station); break;
 	case ROUTE_STATISTICS: get_statistics(w, req, &rc, &p, station); break;
 	case ROUTE_FORECAST: get_forecast(w, req, &rc, &p, station); break;
+	case ROUTE_CHANGES: changes_answer(w, req, &rc, &p); break;
 	case ROUTE_SUMMARY: get_summary(w, req, &rc, &p); break;
 	case ROUTE_SEARCH: get_search(w, req, &rc, &p); break;
 	case ROUTE_REGIONS: get_regions(w, req, &rc, &p); break;

@@ -34,6 +34,14 @@ void routes_reply(struct worker *w, struct evhttp_request *req, const struct rou
 void routes_error(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
 		  int status, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* A streamed answer (200, chunked, Server-Sent Events): the headers every
+ * answer gets, then the body in chunks (evhttp_send_reply_chunk) until
+ * routes_stream_end, which also accounts the request (metrics, the
+ * connection's timing) and frees it when the client is gone. */
+void routes_stream_start(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+			 const char *content_type);
+void routes_stream_end(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc);
+
 /* The embedded OpenAPI document (generated from apid/openapi.json by the
  * Makefile into build/gen/openapi_json.c). */
 extern const char apid_openapi_json[];

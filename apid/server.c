@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "changes.h"
+#include "feed.h"
 #include "live.h"
 #include "loader.h"
 #include "log.h"
@@ -41,6 +43,7 @@ struct server {
 	bool adopted; /* from systemd: not ours to close early */
 	int port;
 	atomic_uint open_connections;
+	atomic_uint feed_clients;
 	struct worker *workers;
 	int nworkers;
 	struct live *live;     /* borrowed */
@@ -170,10 +173,12 @@ int server_port(const struct server *s)
 	return s->port;
 }
 
-void server_set_sources(struct server *s, struct live *live, struct loader *loader)
+void server_set_sources(struct server *s, struct live *live, struct loader *loader,
+			struct feed *feed)
 {
 	s->live = live;
 	s->loader = loader;
+	s->cfg.feed = feed;
 }
 
 const struct server_config *server_config(const struct server *s)
@@ -231,10 +236,13 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_debug("worker %d: wake read: %s", w->index, strerror(errno));
 	take_snapshot(w);
+	if (atomic_exchange(&w->feed_wake, false))
+		changes_wake(w->changes);
 	if (atomic_load(&w->stop_accepting_requested))
 		worker_stop_accepting(w);
 	if (atomic_exchange(&w->drain_requested, false) && !w->draining) {
 		w->draining = true;
+		changes_drain(w->changes); /* streams never end by themselves */
 		conn_drain(w);
 		w->drain_tick = event_new(w->base, -1, EV_PERSIST, on_drain_tick, w);
 		struct timeval tv = {0, DRAIN_TICK_MS * 1000};
@@ -258,7 +266,10 @@ static void *worker_main(void *arg)
 	event_base_dispatch(w->base);
 	/* draining is over: close what is left, free everything on this thread */
 	worker_stop_accepting(w);
-	/* statistics first: its pending answers still need their connections */
+	/* statistics and feed clients first: their answers still need their
+	 * connections */
+	changes_free(w->changes);
+	w->changes = NULL;
 	stats_free(w->stats);
 	w->stats = NULL;
 	pgstats_free(w->pgstats);
@@ -337,6 +348,10 @@ static bool worker_setup(struct server *s, struct worker *w, int index, char *er
 			return false;
 		}
 	}
+	if (s->cfg.feed && !(w->changes = changes_new(w))) {
+		errf(err, errlen, "worker %d: change feed setup failed", index);
+		return false;
+	}
 	w->pgstats = pgstats_new(w->base, s->cfg.database_url, s->cfg.stats_timeout_ms, s->meters);
 	if (!w->pgstats) {
 		errf(err, errlen, "worker %d: statistics fallback setup failed", index);
@@ -352,6 +367,7 @@ static void worker_cleanup_unstarted(struct worker *w)
 		return;
 	stats_free(w->stats);
 	pgstats_free(w->pgstats);
+	changes_free(w->changes);
 	if (w->wake_ev)
 		event_free(w->wake_ev);
 	if (w->http)
@@ -399,6 +415,21 @@ static void wake(struct worker *w)
 	uint64_t one = 1;
 	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof(one)) < 0)
 		log_debug("worker %d: wake: %s", w->index, strerror(errno));
+}
+
+void server_feed_notify(void *arg)
+{
+	struct server *s = arg;
+	for (int i = 0; i < s->nworkers; i++) {
+		struct worker *w = &s->workers[i];
+		atomic_store(&w->feed_wake, true);
+		wake(w);
+	}
+}
+
+atomic_uint *server_feed_clients(struct server *s)
+{
+	return &s->feed_clients;
 }
 
 void server_publish(void *arg, struct snap *snap)
@@ -511,6 +542,11 @@ bool server_ready(const struct server *s, char *why, size_t whylen)
 			     live_is_connected(s->live) ? "behind" : "unreachable");
 			return false;
 		}
+	}
+	struct feed_cursor head;
+	if (s->cfg.feed && !feed_head(s->cfg.feed, &head)) {
+		errf(why, whylen, "change feed history never read (Redis unreachable)");
+		return false;
 	}
 	errf(why, whylen, "ready");
 	return true;

@@ -21,6 +21,7 @@
 #include "meters.h"
 #include "snap.h"
 
+struct feed;
 struct live;
 struct loader;
 
@@ -40,6 +41,10 @@ struct server_config {
 	double rate_limit;    /* requests a second per client address; 0: off */
 	unsigned rate_burst;
 	size_t rate_slots;
+	struct feed *feed;	   /* the change feed (borrowed); NULL: off */
+	unsigned feed_max_clients; /* across workers; past it 503 */
+	int feed_heartbeat_ms;	   /* SSE comment interval */
+	int feed_max_wait_s;	   /* bound of a long-poll's timeout */
 };
 
 struct server;
@@ -49,11 +54,18 @@ struct server *server_new(const struct server_config *cfg, const struct meters *
 			  size_t errlen) MUSTCHECK;
 void server_free(struct server *s); /* after server_wait; NULL-safe */
 
-/* Readiness and metrics read these; borrowed, may stay NULL. */
-void server_set_sources(struct server *s, struct live *live, struct loader *loader);
+/* Readiness and metrics read these, the workers the feed; borrowed, may
+ * stay NULL. Before server_start. */
+void server_set_sources(struct server *s, struct live *live, struct loader *loader,
+			struct feed *feed);
 /* Start the workers, then write the port file. */
 bool server_start(struct server *s, char *err, size_t errlen) MUSTCHECK;
 int server_port(const struct server *s);
+
+/* feed_notify_fn: the change feed has news for every worker. */
+void server_feed_notify(void *server);
+/* The change-feed clients open now, across workers. */
+atomic_uint *server_feed_clients(struct server *s);
 
 /* live_publish_fn: give every worker the snapshot (takes the reference). */
 void server_publish(void *server, struct snap *snap);

@@ -20,6 +20,7 @@ struct server;
 struct conn;
 struct stats;
 struct pgstats;
+struct changes;
 
 /* Routes, for metrics labels (routes.c names them). */
 enum route {
@@ -27,6 +28,7 @@ enum route {
 	ROUTE_STATION,
 	ROUTE_STATISTICS,
 	ROUTE_FORECAST,
+	ROUTE_CHANGES,
 	ROUTE_SUMMARY,
 	ROUTE_SEARCH,
 	ROUTE_REGIONS,
@@ -72,6 +74,8 @@ struct worker {
 	int64_t drain_deadline_ms;
 	struct stats *stats; /* statistics client (stats.c), NULL when disabled */
 	struct pgstats *pgstats; /* its PostgreSQL fallback (pgstats.c) */
+	struct changes *changes; /* change-feed clients (changes.c), NULL when off */
+	atomic_bool feed_wake;	 /* the feed has news for `changes` */
 	/* metric series resolved on first use */
 	struct metric *requests[ROUTE_COUNT][WORKER_STATUS_SLOTS];
 	struct metric *durations[ROUTE_COUNT];

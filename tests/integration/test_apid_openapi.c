@@ -275,6 +275,9 @@ static const struct {
 	 200},
 	{"/stations/{stationId}/statistics", "/stations/OA000001/statistics?dayOfWeek=x", 400},
 	{"/stations/{stationId}/statistics", "/stations/NOPE/statistics", 404},
+	{"/stations/changes", "/stations/changes?timeout=0", 200},
+	{"/stations/changes", "/stations/changes?since=0-0.0&timeout=0&limit=10", 200},
+	{"/stations/changes", "/stations/changes?since=yesterday", 400},
 	/* a 200 needs a time from now: checked after these */
 	{"/stations/{stationId}/forecast", "/stations/OA000001/forecast?arriveAt=2020-01-01T00:00Z",
 	 400},
