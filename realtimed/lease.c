@@ -94,6 +94,23 @@ static int next_ms(const struct lease *l)
 	return (int)next;
 }
 
+/* A fresh random token: one per term, so that the token log (and the
+ * heartbeat's instance) tell a re-acquisition from a writer that never
+ * stopped. */
+static void new_token(struct lease *l)
+{
+	unsigned char raw[16];
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		/* no entropy source: time, pid, address and a count still differ */
+		uint64_t a = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		uint64_t b = (uint64_t)(uintptr_t)l ^ (uint64_t)now_ms() ^ (l->acquisitions << 48);
+		memcpy(raw, &a, 8);
+		memcpy(raw + 8, &b, 8);
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(l->token + 2 * i, 3, "%02x", raw[i]);
+}
+
 static void set_state(struct lease *l, enum lease_state next, const char *why)
 {
 	enum lease_state before = l->state;
@@ -103,6 +120,7 @@ static void set_state(struct lease *l, enum lease_state next, const char *why)
 	switch (next) {
 	case LEASE_STANDBY:
 		if (before == LEASE_HELD) {
+			new_token(l);
 			log_warn("lease: lost (%s); standing by", why);
 			if (l->events.on_lost)
 				l->events.on_lost(l->ctx, why);
@@ -228,16 +246,7 @@ struct lease *lease_new(struct event_base *base, struct aredis *r, int period_ms
 	l->period_ms = period_ms;
 	l->events = *events;
 	l->ctx = ctx;
-	unsigned char raw[16];
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-		/* no entropy source: time, pid and address still differ per process */
-		uint64_t a = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-		uint64_t b = (uint64_t)(uintptr_t)l ^ (uint64_t)now_ms();
-		memcpy(raw, &a, 8);
-		memcpy(raw + 8, &b, 8);
-	}
-	for (int i = 0; i < 16; i++)
-		snprintf(l->token + 2 * i, 3, "%02x", raw[i]);
+	new_token(l);
 	l->renew_script = aredis_script(r, renew_lua);
 	l->release_script = aredis_script(r, release_lua);
 	l->timer = evtimer_new(base, on_timer, l);

@@ -1,6 +1,7 @@
 /* lease: one active realtimed at a time.
  *
- * Owns this process's random token and the lease state machine on
+ * Owns this process's random token (a new one per term) and the lease
+ * state machine on
  * RKEYS_LEASE: a standby tries `SET ev:lease <token> NX PX <period>` every
  * period/3; the holder renews with a script (PEXPIRE only while the key
  * still holds its token) every period/3. The holder gives the lease up on
@@ -67,7 +68,8 @@ void lease_fenced(struct lease *l);
 bool lease_is_fenced_reply(const redisReply *reply);
 
 bool lease_is_held(const struct lease *l);
-/* 32 hex characters, fixed for the process's life. */
+/* 32 hex characters, drawn at start and again whenever the lease is lost:
+ * one token per term. */
 const char *lease_token(const struct lease *l);
 uint64_t lease_acquisitions(const struct lease *l);
 

@@ -1,7 +1,8 @@
 /* realtimed's lease, fencing, signals and operations against a private
  * Redis and the upstream simulator: kill -9 of the active instance hands
  * over to the standby within two lease periods with no sample counted
- * twice; a paused (SIGSTOP) leader writes nothing after the takeover;
+ * twice; a paused (SIGSTOP) leader writes nothing after the takeover; 100
+ * kill -9 handovers never show two writers interleaved in the token log;
  * SIGTERM (once and twice) and SIGHUP; upstream failures shown in the
  * heartbeat; hostile Redis replies that stay bounded; bad settings. Statuses
  * and counters: test_realtimed.c. */
@@ -112,6 +113,106 @@ START_TEST(paused_leader_writes_nothing_after_takeover)
 	free(cs);
 	free(token_a);
 	free(token_b);
+	env_stop(&e);
+}
+END_TEST
+
+/* kill -9 of the active instance, again and again, with a standby always
+ * waiting (a fresh instance replaces each one killed): the token log
+ * (REALTIMED_TOKEN_LOG: every status write block appends its writer's
+ * token in the same fenced MULTI) shows each writer's blocks together,
+ * never a writer again once another wrote (tokens are drawn per lease
+ * term, so a re-acquisition is a new token too). Each round's new leader
+ * proves it writes: a status changed in the simulator after the kill
+ * reaches Redis. 100 handovers; 20 under the sanitizers. */
+#ifdef __SANITIZE_ADDRESS__
+#define HANDOVERS 20
+#else
+#define HANDOVERS 100
+#endif
+#define HANDOVER_LEASE_MS 500
+
+/* The instance whose /healthz says active (slot 0 or 1). */
+static int active_slot(struct rt rts[2], int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		for (int i = 0; i < 2; i++) {
+			char *body = NULL;
+			bool active = rt_get(&rts[i], "/healthz", &body) == 200 &&
+				      strstr(body, "\"role\":\"active\"");
+			free(body);
+			if (active)
+				return i;
+		}
+		ck_assert_msg(now_ms() < deadline, "no instance became active");
+		usleep(20000);
+	}
+}
+
+START_TEST(kill9_handovers_never_interleave_writers)
+{
+	struct env e;
+	env_start(&e, 60, NULL);
+	long n;
+	struct charger *cs = sim_chargers(&e.sim, &n);
+	time_t t0;
+	ck_assert(kst_parse(CLOCK_TS, &t0));
+	char lease[40];
+	snprintf(lease, sizeof(lease), "REALTIMED_LEASE_MS=%d", HANDOVER_LEASE_MS);
+	char *extra[] = {"REALTIMED_SAMPLE_INTERVAL=86400", "REALTIMED_TOKEN_LOG=100000", lease,
+			 NULL};
+	struct rt rts[2];
+	rt_start(&e, &rts[0], "h0", extra);
+	wait_bootstrap(&e);
+	rt_start(&e, &rts[1], "h1", extra);
+	for (int round = 1; round <= HANDOVERS; round++) {
+		int leader = active_slot(rts, 10000);
+		itest_signal(&rts[leader].proc, SIGKILL);
+		ck_assert_int_eq(itest_wait(&rts[leader].proc, 5000), 128 + SIGKILL);
+		itest_stop(&rts[leader].proc);
+		/* a change only the next leader can write, newer than any before */
+		long i = round % n;
+		int stat = cs[i].stat == 3 ? 5 : 3;
+		cs[i].stat = stat;
+		sim_admin(&e.sim, "/__admin/clock?advance=1");
+		sim_set_status(&e.sim, i, stat);
+		char name[16];
+		snprintf(name, sizeof(name), "h%d", round + 1);
+		rt_start(&e, &rts[leader], name, extra);
+		char want[64];
+		rkeys_status_format(want, sizeof(want), stat, t0 + round);
+		wait_status(e.r, &cs[i], want, 10000);
+	}
+
+	/* the log, oldest first: once a token is followed by another, it never
+	 * comes back */
+	redisReply *log = CMD(e.r, "LRANGE", RKEYS_WRITERS, "0", "-1");
+	ck_assert_int_eq(log->type, REDIS_REPLY_ARRAY);
+	ck_assert_int_lt(log->elements, 100000); /* nothing trimmed away */
+	const char **done = calloc(log->elements + 1, sizeof(*done));
+	size_t ndone = 0;
+	const char *cur = NULL;
+	for (size_t k = 0; k < log->elements; k++) {
+		const char *tok = log->element[k]->str;
+		ck_assert_int_eq(strlen(tok), 32);
+		if (cur && strcmp(cur, tok) == 0)
+			continue;
+		for (size_t d = 0; d < ndone; d++)
+			ck_assert_msg(strcmp(done[d], tok) != 0,
+				      "writer %.8s... wrote again at entry %zu after another writer",
+				      tok, k);
+		if (cur)
+			done[ndone++] = cur;
+		cur = tok;
+	}
+	/* every round's new leader wrote: one term at least per handover */
+	ck_assert_int_ge(ndone + 1, HANDOVERS + 1);
+	free(done);
+	freeReplyObject(log);
+	for (int k = 0; k < 2; k++)
+		rt_stop(&rts[k], 10000);
+	free(cs);
 	env_stop(&e);
 }
 END_TEST
@@ -385,6 +486,10 @@ Suite *test_suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, standby_takes_over_after_kill9_without_double_counting);
 	tcase_add_test(tc, paused_leader_writes_nothing_after_takeover);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("handovers");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, kill9_handovers_never_interleave_writers);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("operations");
 	tcase_set_timeout(tc, 90);
