@@ -15,6 +15,10 @@
  *   ev:changes              STREAM one entry per applied change, fields
  *                                 s=statId c=chgerId st=stat t=statUpdDt
  *                                 (Unix s); XADD MAXLEN ~ RKEYS_CHANGES_MAXLEN.
+ *                                 A charger removed (no longer listed
+ *                                 upstream) gets s=statId c=chgerId gone=1
+ *                                 (no st, no t): followers that know it drop
+ *                                 the charger, the others skip the entry.
  *   ev:qk:{statId}          SET   the station's quick chargers (chgerIds of
  *                                 output >= MODEL_QUICK_KW, from getChargerInfo);
  *                                 absent when it has none. realtimed keeps it

@@ -17,20 +17,27 @@ static const char read_lua[] = "-- prune read: charger ids per station\n"
 			       "for k = 1, #KEYS do out[k] = redis.call('HKEYS', KEYS[k]) end\n"
 			       "return out\n";
 
-/* KEYS[1] the lease. ARGV[1] token, [2] station prefix, [3] availability
- * prefix, [4] quick prefix; then runs: statId, count, chgerIds. Returns
- * {removed, stations emptied}. */
+/* KEYS[1] the lease, KEYS[2] the change stream. ARGV[1] token, [2]
+ * station prefix, [3] availability prefix, [4] quick prefix, [5] stream
+ * MAXLEN; then runs: statId, count, chgerIds. Each charger removed gets a
+ * stream entry "s c gone=1" (followers drop it). Returns {removed, stations
+ * emptied}. */
 static const char remove_lua[] =
 	"-- prune: chargers a complete sweep no longer lists\n" LEASE_FENCE_LUA
-	"local stp, avp, qkp = ARGV[2], ARGV[3], ARGV[4]\n"
+	"local stp, avp, qkp, maxlen = ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
 	"local call, byte = redis.call, string.byte\n"
 	"local removed, emptied = 0, 0\n"
-	"local i, n = 5, #ARGV\n"
+	"local i, n = 6, #ARGV\n"
 	"while i <= n do\n"
 	"  local sid, count = ARGV[i], tonumber(ARGV[i + 1])\n"
 	"  local skey, qkey, akey = stp .. sid, qkp .. sid, avp .. sid\n"
 	"  local ids = {unpack(ARGV, i + 2, i + 1 + count)}\n"
-	"  removed = removed + call('HDEL', skey, unpack(ids))\n"
+	"  for _, cid in ipairs(ids) do\n"
+	"    if call('HDEL', skey, cid) == 1 then\n"
+	"      removed = removed + 1\n"
+	"      call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 's', sid, 'c', cid, 'gone', '1')\n"
+	"    end\n"
+	"  end\n"
 	"  call('SREM', qkey, unpack(ids))\n"
 	"  local flat = call('HGETALL', skey)\n"
 	"  if #flat == 0 then\n"
@@ -164,12 +171,14 @@ static void on_read_reply(void *arg, const redisReply *reply)
 	size_t key_arg = 3; /* EVALSHA sha nkeys KEYS... */
 	struct rcmd out;
 	rcmd_init(&out);
-	rcmd_evalsha(&out, p->r, p->remove_script, 1);
+	rcmd_evalsha(&out, p->r, p->remove_script, 2);
 	rcmd_adds(&out, RKEYS_LEASE);
+	rcmd_adds(&out, RKEYS_CHANGES);
 	rcmd_adds(&out, lease_token(p->lease));
 	rcmd_adds(&out, RKEYS_STATION_PREFIX);
 	rcmd_adds(&out, RKEYS_AVAIL_PREFIX);
 	rcmd_adds(&out, RKEYS_QUICK_PREFIX);
+	rcmd_addll(&out, RKEYS_CHANGES_MAXLEN);
 	int runs = 0;
 	for (size_t k = 0; k < reply->elements; k++, key_arg++) {
 		const redisReply *ids = reply->element[k];

@@ -13,8 +13,9 @@
  * station hash, SREM from the quick set, availability recomputed, the
  * station's keys deleted when no charger is left. Removed entries are
  * marked gone in the table (a re-apply never writes them back; a charger
- * listed again comes back as new). Removals are counted and logged; they
- * add no ev:changes entry (the stream's entries are statuses).
+ * listed again comes back as new). Removals are counted and logged, and
+ * each adds an ev:changes entry "s c gone=1" so that followers drop the
+ * charger.
  *
  * A lease change or a Redis reconnect abandons the walk (prune_cancel):
  * the next complete sweep prunes again. */

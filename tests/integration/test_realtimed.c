@@ -392,6 +392,28 @@ START_TEST(complete_sweep_removes_chargers_gone_upstream)
 	}
 	assert_availability(e.r, cs1, n1);
 	ck_assert(rt_metric(&rt, "realtimed_chargers_removed_total") == removed);
+	/* each removal is in the change stream ("s c gone=1"): followers drop
+	 * the charger; a charger still listed never gets one */
+	redisReply *x = CMD(e.r, "XRANGE", RKEYS_CHANGES, "-", "+");
+	long gone = 0;
+	for (size_t k = 0; k < x->elements; k++) {
+		const redisReply *f = x->element[k]->element[1];
+		if (f->elements != 6 || strcmp(f->element[4]->str, "gone") != 0)
+			continue;
+		ck_assert_str_eq(f->element[0]->str, "s");
+		ck_assert_str_eq(f->element[2]->str, "c");
+		ck_assert_str_eq(f->element[5]->str, "1");
+		struct charger c = {0};
+		snprintf(c.stat_id, sizeof(c.stat_id), "%s", f->element[1]->str);
+		snprintf(c.chger_id, sizeof(c.chger_id), "%s", f->element[3]->str);
+		ck_assert_msg(!has_charger(cs1, n1, &c), "%s/%s is listed, yet gone", c.stat_id,
+			      c.chger_id);
+		ck_assert_msg(has_charger(cs0, n0, &c), "%s/%s was never there", c.stat_id,
+			      c.chger_id);
+		gone++;
+	}
+	freeReplyObject(x);
+	ck_assert_int_eq(gone, removed);
 	wait_log(&rt, "prune: removed", 2000);
 	/* later complete sweeps find nothing more to remove */
 	long long swept = hb(e.r, "sweep_ok_ms");
