@@ -1,6 +1,7 @@
 /* GET /stations/changes against real PostgreSQL and Redis: charger status
- * changes written to the stream as realtimed writes them reach an event
- * stream (SSE) client and a long-poll client in order; a reconnect with
+ * changes written to the stream as realtimed writes them, and changes made
+ * in the simulator that realtimed polls into Redis, reach an event stream
+ * (SSE) client and a long-poll client in order; a reconnect with
  * the last cursor (since=, or Last-Event-ID) misses nothing and repeats
  * nothing; heartbeats keep a stream open past every request timeout; a
  * cursor older than the history kept gets 410 with the oldest cursor; the
@@ -13,6 +14,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "model.h"
 #include "test_apid.h"
 
 struct fixture {
@@ -20,12 +22,18 @@ struct fixture {
 	struct apid_env e;
 };
 
-static void start(struct fixture *f, char *const *extra)
+/* A private Redis and a database of its own. */
+static void stores(struct fixture *f)
 {
 	memset(f, 0, sizeof(*f));
 	ck_assert(itest_redis_start(&f->redis));
 	apid_db_setup(&f->e, NULL);
 	apid_redis_setup(&f->e, f->redis.url);
+}
+
+static void start(struct fixture *f, char *const *extra)
+{
+	stores(f);
 	apid_station(f->e.pg, "ME000001", "Feed", "서울특별시 중구 세종대로 1", 37.56, 126.97, "ME",
 		     "환경부", "환경부", "11");
 	apid_charger(f->e.pg, "ME000001", "01", "04", "50", 2, 0);
@@ -362,25 +370,36 @@ START_TEST(cursors_limits_and_master_data)
 		apid_redis(e, 11,
 			   (const char *[]){"XADD", RKEYS_CHANGES, "*", "s", "ME000001", "c", "01",
 					    "st", i % 2 ? "2" : "3", "t", when});
-	deadline = apid_now_ms() + 5000;
-	char *path = apid_fmt("/stations/changes?since=%s&timeout=0", c2);
-	char *body = NULL;
-	long got;
-	while ((got = apid_get(e, path, &body)) != 410) {
-		free(body);
-		body = NULL;
-		ck_assert_msg(apid_now_ms() < deadline, "no 410 for an evicted cursor: %ld", got);
+	/* wait until apid has read them all (its head is the stream's last id) */
+	char err[256];
+	redisReply *r = rds_command(
+		e->redis, 6, (const char *[]){"XREVRANGE", RKEYS_CHANGES, "+", "-", "COUNT", "1"},
+		NULL, err, sizeof(err));
+	ck_assert_msg(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1, "XREVRANGE: %s", err);
+	char *last = apid_fmt("%s.", r->element[0]->element[0]->str);
+	freeReplyObject(r);
+	deadline = apid_now_ms() + 10000;
+	for (;;) {
+		size_t none = 0;
+		char scratch[64] = "";
+		char *head = poll_changes(e, "timeout=0", scratch, sizeof(scratch), &none);
+		bool caught_up = strncmp(head, last, strlen(last)) == 0;
+		free(head);
+		if (caught_up)
+			break;
+		ck_assert_msg(apid_now_ms() < deadline, "apid never read up to %s", last);
 		usleep(50000);
 	}
+	free(last);
+	char *path = apid_fmt("/stations/changes?since=%s&timeout=0", c2);
+	v = apid_json(e, path, 410);
 	free(path);
-	v = apid_parse(body);
-	free(body);
 	ck_assert_msg(strstr(jstr(v, "message"), "older than the history kept"), "%s",
 		      jstr(v, "message"));
 	char *oldest = strdup(jstr(v, "oldestCursor"));
 	yajl_tree_free(v);
-	/* from the oldest cursor: the 1,000 kept (the last 1,000 written), in
-	 * pages of at most `limit` */
+	/* from the oldest cursor: what is kept (the last 1,000 entries and the
+	 * two loads), at most `limit` */
 	seen[0] = '\0';
 	count = 0;
 	q = apid_fmt("since=%s&timeout=0&limit=1000", oldest);
@@ -397,6 +416,136 @@ START_TEST(cursors_limits_and_master_data)
 }
 END_TEST
 
+/* ---- from the simulator, through realtimed ---- */
+
+#define SIM_KEY "fake-service-key-0010"
+
+/* GET a simulator admin path; returns the "item" member's field. */
+static void sim_item(const struct itest_sim *sim, const char *what, char *stat_id, char *chger_id,
+		     int *stat)
+{
+	char *path = apid_fmt("/__admin/%s", what);
+	char *body = NULL;
+	ck_assert_int_eq(itest_sim_get(sim, path, &body, NULL), 200);
+	free(path);
+	yajl_val v = apid_parse(body);
+	free(body);
+	yajl_val item = jkey(v, "item");
+	snprintf(stat_id, 16, "%s", jstr(item, "statId"));
+	snprintf(chger_id, 8, "%s", jstr(item, "chgerId"));
+	*stat = atoi(jstr(item, "stat"));
+	yajl_tree_free(v);
+}
+
+struct poller {
+	struct apid_env *e;
+	char cursor[64];
+	char seen[65536];
+	const char *until; /* stop once this line was seen */
+};
+
+static void *poller_main(void *arg)
+{
+	struct poller *p = arg;
+	long deadline = apid_now_ms() + 30000;
+	size_t count = 0;
+	while (!strstr(p->seen, p->until) && apid_now_ms() < deadline) {
+		char *q = apid_fmt("since=%s&timeout=5", p->cursor);
+		char *next = poll_changes(p->e, q, p->seen, sizeof(p->seen), &count);
+		snprintf(p->cursor, sizeof(p->cursor), "%s", next);
+		free(next);
+		free(q);
+	}
+	return NULL;
+}
+
+START_TEST(simulator_change_reaches_stream_and_long_poll)
+{
+	struct itest_sim sim;
+	itest_sim_start(&sim, (const char *const[]){"--seed", "10", "--chargers", "60", "--keys",
+						    SIM_KEY, NULL});
+	struct fixture f;
+	stores(&f);
+	struct apid_env *e = &f.e;
+	/* the master data from the simulator */
+	char *db = apid_fmt("DATABASE_URL=%s", e->db_url),
+	     *up = apid_fmt("UPSTREAM_URL=%s", sim.base);
+	char bin[4096];
+	snprintf(bin, sizeof(bin), "%s", itest_bin("ingestd"));
+	char *out = NULL;
+	int rc = itest_run((char *[]){bin, "chargers", NULL},
+			   (char *[]){db, up, "UPSTREAM_KEYS=" SIM_KEY, "LOG_LEVEL=warn", NULL},
+			   120000, &out);
+	ck_assert_msg(rc == 0, "ingestd chargers: %s", out);
+	free(out);
+	free(db);
+	/* realtimed polling it into Redis */
+	char *redis_env = apid_fmt("REDIS_URL=%s", e->redis_url);
+	snprintf(bin, sizeof(bin), "%s", itest_bin("realtimed"));
+	struct itest_proc rt;
+	ck_assert(itest_spawn(&rt, (char *[]){bin, NULL},
+			      (char *[]){redis_env, up, "UPSTREAM_KEYS=" SIM_KEY,
+					 "REALTIMED_ADMIN_PORT=0", "LOG_FORMAT=json",
+					 "REALTIMED_POLL_INTERVAL=1", "REALTIMED_STATUS_PERIOD=1",
+					 "REALTIMED_RESTORE_INGESTD=", NULL}));
+	free(redis_env);
+	free(up);
+	apid_start(e, (char *[]){"APID_FEED_HEARTBEAT_SECONDS=0.5", NULL}, true);
+	usleep(2000000); /* realtimed's first sweep is in */
+
+	char seen[4096] = "";
+	size_t count = 0;
+	char *c0 = poll_changes(e, "timeout=0", seen, sizeof(seen), &count);
+	struct sse s;
+	char *q = apid_fmt("since=%s", c0);
+	sse_open(&s, e->port, q, NULL);
+	free(q);
+	ck_assert(sse_wait(&s, 0, "\r\n\r\n", 3000));
+	size_t body = (size_t)(strstr(s.buf, "\r\n\r\n") + 4 - s.buf);
+
+	/* charger 7 changes twice in the simulator: to a state it is not in,
+	 * then to STANDBY */
+	char stat_id[16], chger_id[8];
+	int stat;
+	sim_item(&sim, "charger?index=7", stat_id, chger_id, &stat);
+	int first = stat == 3 ? 4 : 3;
+	char want1[96], want2[96];
+	snprintf(want1, sizeof(want1), "%s/%s=%s\n", stat_id, chger_id, model_status_name(first));
+	snprintf(want2, sizeof(want2), "%s/%s=STANDBY\n", stat_id, chger_id);
+	struct poller p = {.e = e, .until = want2};
+	snprintf(p.cursor, sizeof(p.cursor), "%s", c0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, poller_main, &p), 0);
+	char *what = apid_fmt("status?index=7&stat=%d", first);
+	sim_item(&sim, what, stat_id, chger_id, &stat);
+	free(what);
+	usleep(1100000); /* statUpdDt is whole seconds: the second change is newer */
+	sim_item(&sim, "status?index=7&stat=2", stat_id, chger_id, &stat);
+	pthread_join(t, NULL);
+	char *at1 = strstr(p.seen, want1), *at2 = strstr(p.seen, want2);
+	ck_assert_msg(at1 && at2 && at1 < at2, "long-poll never saw %s then %s: %s", want1, want2,
+		      p.seen);
+	/* the stream: the same changes in the same order, each once */
+	char needle[96];
+	snprintf(needle, sizeof(needle),
+		 "\"stationId\":\"%s\",\"chargerId\":\"%s\",\"state\":\"STANDBY\"", stat_id,
+		 chger_id);
+	ck_assert_msg(sse_wait(&s, body, needle, 10000), "stream never saw %s", want2);
+	char got[65536], last_id[64];
+	sse_events(&s, body, got, sizeof(got), last_id, sizeof(last_id));
+	size_t upto = (size_t)(at2 - p.seen) + strlen(want2);
+	ck_assert_msg(strncmp(got, p.seen, upto) == 0, "stream and long-poll differ:\n%s\n--\n%.*s",
+		      got, (int)upto, p.seen);
+	sse_close(&s);
+	free(c0);
+	itest_signal(&rt, SIGTERM);
+	ck_assert_int_eq(itest_wait(&rt, 15000), 0);
+	itest_stop(&rt);
+	stop(&f);
+	itest_sim_stop(&sim);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
 	Suite *s = suite_create("apid_feed");
@@ -404,6 +553,7 @@ Suite *test_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, status_changes_reach_stream_and_long_poll_in_order);
 	tcase_add_test(tc, cursors_limits_and_master_data);
+	tcase_add_test(tc, simulator_change_reaches_stream_and_long_poll);
 	suite_add_tcase(s, tc);
 	return s;
 }
