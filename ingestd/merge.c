@@ -211,6 +211,14 @@ static bool merge_body(PGconn *conn, struct names *nm, const struct merge_input 
 		out->is_partial = true;
 		snprintf(out->partial_reason, sizeof(out->partial_reason), "%s",
 			 in->partial_reason ? in->partial_reason : "the pass was incomplete");
+	} else if (out->distinct_chargers < in->valid) {
+		/* an item listed twice means the listing moved while it was paged:
+		 * another may have slipped between two pages (UPSTREAM.md) */
+		out->is_partial = true;
+		snprintf(out->partial_reason, sizeof(out->partial_reason),
+			 "the listing moved while paged: %lld items listed twice, so others may "
+			 "have been missed; nothing deleted",
+			 in->valid - out->distinct_chargers);
 	} else if ((double)out->distinct_chargers < in->min_ratio * (double)out->live_before) {
 		out->is_partial = true;
 		snprintf(out->partial_reason, sizeof(out->partial_reason),

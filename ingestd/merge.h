@@ -15,7 +15,8 @@
  * Merge: new keys are inserted; existing rows are rewritten only when their
  * content digest differs (or they were marked deleted and are back), so an
  * unchanged load rewrites nothing. Absent rows are marked deleted_at only
- * when the caller says every page was fetched and the distinct chargers
+ * when the caller says every page was fetched, no charger was listed twice
+ * (paging drift: another may have been missed) and the distinct chargers
  * loaded are at least min_ratio x the live chargers before the run;
  * otherwise nothing is deleted and the run is 'partial'. */
 #ifndef INGESTD_MERGE_H
