@@ -298,7 +298,7 @@ void itest_store_stop(struct itest_store *store, const char *kind)
 
 /* ---- processes ---- */
 
-static long now_ms(void)
+long itest_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -346,7 +346,7 @@ bool itest_spawn(struct itest_proc *proc, char *const argv[], char *const env_ex
 int itest_wait(struct itest_proc *proc, int timeout_ms)
 {
 	if (!proc->reaped) {
-		long deadline = now_ms() + timeout_ms;
+		long deadline = itest_now_ms() + timeout_ms;
 		for (;;) {
 			pid_t r = waitpid(proc->pid, &proc->status, WNOHANG);
 			if (r == proc->pid) {
@@ -358,7 +358,7 @@ int itest_wait(struct itest_proc *proc, int timeout_ms)
 			}
 			if (r < 0 && errno != EINTR)
 				return -1;
-			if (now_ms() >= deadline)
+			if (itest_now_ms() >= deadline)
 				return -1;
 			usleep(5000);
 		}
@@ -450,8 +450,8 @@ bool itest_sanitizer_report(const char *text)
 
 int itest_wait_port_file(const char *path, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
-	while (now_ms() < deadline) {
+	long deadline = itest_now_ms() + timeout_ms;
+	while (itest_now_ms() < deadline) {
 		FILE *f = fopen(path, "r");
 		if (f) {
 			int port = 0;
@@ -467,8 +467,8 @@ int itest_wait_port_file(const char *path, int timeout_ms)
 
 bool itest_wait_tcp(int port, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
-	while (now_ms() < deadline) {
+	long deadline = itest_now_ms() + timeout_ms;
+	while (itest_now_ms() < deadline) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in addr = {.sin_family = AF_INET,
 					   .sin_port = htons((uint16_t)port),
@@ -557,9 +557,9 @@ long itest_raw_exchange(int port, const char *request, size_t request_len, int t
 	char *data = NULL;
 	size_t len = 0;
 	FILE *mem = open_memstream(&data, &len);
-	long deadline = now_ms() + timeout_ms;
+	long deadline = itest_now_ms() + timeout_ms;
 	for (;;) {
-		long left = deadline - now_ms();
+		long left = deadline - itest_now_ms();
 		if (left <= 0)
 			break;
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};

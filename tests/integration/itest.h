@@ -57,6 +57,9 @@ bool itest_pg_start(struct itest_store *store);
 bool itest_store_ctl(struct itest_store *store, const char *kind, const char *how);
 void itest_store_stop(struct itest_store *store, const char *kind);
 
+/* CLOCK_MONOTONIC in milliseconds: deadlines that hold on a loaded machine. */
+long itest_now_ms(void);
+
 /* A child process: own process group, stdout and stderr to `log`. */
 struct itest_proc {
 	pid_t pid;
