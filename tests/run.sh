@@ -176,6 +176,27 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	done
 fi
 
+# No secret in any log line (issue 9). The tests configure only these fake
+# secrets: service keys (UPSTREAM_KEYS, the simulator's --keys), Redis and
+# PostgreSQL passwords (test_cli, test_security, test_rds, test_pgx,
+# test_migrate, test_ingest_chargers, test_apid_load, test_fault_*); a new
+# test with a secret uses one of them or adds its own here. Every log of the
+# run is grepped for them: the test binaries' output, the daemons they
+# spawned (itest_spawn) and the private stores' server logs. A hit fails the
+# run, naming the file and the line.
+FAKE_SECRETS=(fake-service-key-0001 fake-service-key-0002 fake-service-key-0009
+	fake-svc-key-4f1c9e2a fake-db-password fake-redis-password fake-redis-pass-8b3d
+	fake-redis-wrong-2e7a fake-pg-pass-5c6f SECRETPW WRONGPW 's3cret pw' 's3cret%20pw')
+secret_hits=$(find "$TMPROOT" -type f -name '*.log' -print0 2>/dev/null |
+	xargs -0 -r grep -F -n -H -f <(printf '%s\n' "${FAKE_SECRETS[@]}") 2>/dev/null)
+if [ -n "$secret_hits" ]; then
+	echo "== a secret in a log line:"
+	sed "s|^$TMPROOT/||" <<<"$secret_hits" | cut -c1-300 | head -n 20 | sed 's/^/   | /'
+	while IFS= read -r f; do
+		failed=$((failed + 1)) failed_bins+=("secret in ${f#"$TMPROOT"/}")
+	done < <(cut -d: -f1 <<<"$secret_hits" | sort -u)
+fi
+
 echo
 [ ${#failed_bins[@]} -eq 0 ] || echo "failing: ${failed_bins[*]}"
 echo "tests: $passed passed, $failed failed"
