@@ -89,7 +89,7 @@ static void learn_station(struct mirror *m, const redisReply *st)
 	const char *sid = st->element[0]->str;
 	size_t slen = st->element[0]->len;
 	const redisReply *flat = st->element[1], *quick = st->element[2], *av = st->element[3];
-	const struct table_entry *any = NULL;
+	uint32_t station = 0; /* an index: learning may move the table's entries */
 	for (size_t x = 0; x + 1 < flat->elements; x += 2) {
 		const redisReply *cid = flat->element[x], *val = flat->element[x + 1];
 		int stat;
@@ -105,11 +105,11 @@ static void learn_station(struct mirror *m, const redisReply *st)
 		if (!table_learn(m->table, sid, slen, cid->str, cid->len, stat, updated, in_quick))
 			continue;
 		m->loaded++;
-		if (!any)
-			any = table_find(m->table, sid, cid->str);
+		if (!station)
+			station = table_find(m->table, sid, cid->str)->station;
 	}
-	if (any)
-		table_av_check(m->table, any->station,
+	if (station)
+		table_av_check(m->table, station,
 			       av->type == REDIS_REPLY_STRING ? av->str : NULL);
 }
 
