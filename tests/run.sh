@@ -151,16 +151,30 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	TEST_REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMPROOT/stores") || exit 1
 	export TEST_PG_URL TEST_REDIS_URL
 	echo "stores: $TEST_PG_URL $TEST_REDIS_URL"
+	# Leak checks where leaks matter: every daemon and simulator a test
+	# spawns (itest_spawn gives them TEST_DAEMON_ASAN_OPTIONS), and the two
+	# binaries that run common/ code in-process. The other integration
+	# binaries are test drivers: a leak check at the exit of each forked
+	# test costs more CPU than the test, and would check only the driver.
+	export TEST_DAEMON_ASAN_OPTIONS=$ASAN_OPTIONS
+	DRIVER_ASAN_OPTIONS=$ASAN_OPTIONS
+	[[ $ASAN_OPTIONS == *detect_leaks=1* ]] && DRIVER_ASAN_OPTIONS=${ASAN_OPTIONS//detect_leaks=1/detect_leaks=0}
+	IN_PROCESS="test_pgx test_rds"
+	run_integration() { # BINARY [SHARDS]
+		local opts=$DRIVER_ASAN_OPTIONS
+		[[ " $IN_PROCESS " == *" $(basename "$1") "* ]] && opts=$ASAN_OPTIONS
+		ASAN_OPTIONS=$opts run_bin "$@"
+	}
 	# The longest first, so that the short ones fill in around them; these
 	# are split into shards (name:count): their tests share no fixed resource.
 	slow="test_ingest_chargers:6 test_ingest_congestion:4 test_realtimed:3 test_sim_format:3
 	      test_deploy_metrics:1 test_sim_model:2"
 	for entry in $slow; do
-		[ -x "$B/integration/${entry%%:*}" ] && run_bin "$B/integration/${entry%%:*}" "${entry##*:}"
+		[ -x "$B/integration/${entry%%:*}" ] && run_integration "$B/integration/${entry%%:*}" "${entry##*:}"
 	done
 	for bin in "$B"/integration/test_*; do
 		[[ " $slow " == *" $(basename "$bin"):"* ]] && continue
-		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_bin "$bin"
+		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_integration "$bin"
 	done
 	reap_all
 	# The daemons the tests spawned logged here (itest_spawn): a sanitizer

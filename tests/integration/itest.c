@@ -330,6 +330,10 @@ bool itest_spawn(struct itest_proc *proc, char *const argv[], char *const env_ex
 		dup2(devnull, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);
+		/* sanitizer builds: the daemons keep their leak check (run.sh) */
+		const char *daemon_asan = getenv("TEST_DAEMON_ASAN_OPTIONS");
+		if (daemon_asan)
+			setenv("ASAN_OPTIONS", daemon_asan, 1);
 		for (size_t i = 0; env_extra && env_extra[i]; i++)
 			putenv(env_extra[i]);
 		signal(SIGPIPE, SIG_DFL);
