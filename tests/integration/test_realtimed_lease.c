@@ -93,7 +93,9 @@ START_TEST(paused_leader_writes_nothing_after_takeover)
 	while (now_ms() - woke < 3000) {
 		char *lease = get_string(e.r, "GET", RKEYS_LEASE, NULL, NULL);
 		char *instance = get_string(e.r, "HGET", RKEYS_HEARTBEAT, "instance", NULL);
-		ck_assert_msg(lease && strcmp(lease, token_b) == 0, "lease %s", lease ? lease : "-");
+		/* never a's paused term again (tokens are per term: b, or a in a
+		 * later term, may hold it under a new token on a busy machine) */
+		ck_assert_msg(!lease || strcmp(lease, token_a) != 0, "a's old term holds the lease");
 		ck_assert_msg(!instance || strcmp(instance, token_a) != 0,
 			      "a's heartbeat applied after the takeover");
 		free(lease);
