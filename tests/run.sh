@@ -169,7 +169,7 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	# are split into shards (name:count): their tests share no fixed resource.
 	slow="test_ingest_chargers:6 test_ingest_congestion:4 test_realtimed:3 test_sim_format:3
 	      test_deploy_metrics:1 test_sim_model:2 test_fault_upstream_ingestd:3
-	      test_fault_upstream_realtimed:3"
+	      test_fault_upstream_realtimed:3 test_realtimed_lease:2"
 	for entry in $slow; do
 		[ -x "$B/integration/${entry%%:*}" ] && run_integration "$B/integration/${entry%%:*}" "${entry##*:}"
 	done
