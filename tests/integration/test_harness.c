@@ -95,7 +95,22 @@ START_TEST(cleanup_after_interrupt)
 {
 	char *runner = runner_path();
 	char *argv[] = {runner, "integration", NULL};
-	char *env[] = {"TESTS=test_cli", NULL};
+	/* a test binary that runs until the interrupt: a real one may finish
+	 * before the signal arrives, and the run would rightly exit 0 */
+	char build[512], bin[600], build_env[600];
+	snprintf(build, sizeof(build), "%s/hold-build", getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+	snprintf(bin, sizeof(bin), "%s/tests/integration", build);
+	char mk[700];
+	snprintf(mk, sizeof(mk), "mkdir -p '%s'", bin);
+	ck_assert_int_eq(system(mk), 0);
+	strncat(bin, "/test_hold", sizeof(bin) - strlen(bin) - 1);
+	FILE *f = fopen(bin, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("#!/bin/sh\nexec sleep 300\n", f);
+	fclose(f);
+	ck_assert_int_eq(chmod(bin, 0755), 0);
+	snprintf(build_env, sizeof(build_env), "TEST_BUILD=%s", build);
+	char *env[] = {"TESTS=test_hold", build_env, NULL};
 	struct itest_proc proc;
 	ck_assert(itest_spawn(&proc, argv, env));
 	/* interrupt once the stores run, as Ctrl-C would (the whole group) */
