@@ -2,31 +2,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "rds.h"
 #include "rkeys.h"
-
-/* XREAD waits this long: also how long stop may take. */
-#define BLOCK_MS       "250"
-#define READ_COUNT     "1000"
-#define RETRY_FIRST_MS 250
-#define RETRY_MAX_MS   5000
-#define REPEAT_LOG_MS  60000
-
-struct slot {
-	uint64_t ms, seq;
-	struct feed_event ev;
-};
 
 struct run {
 	int64_t id, finished_ms;
@@ -36,16 +19,11 @@ struct run {
 };
 
 struct feed {
-	struct feed_config cfg;
-	const struct meters *meters; /* borrowed */
+	size_t retain;
 	feed_notify_fn notify;
 	void *notify_arg;
-	pthread_t thread;
-	bool started;
-	int wake_fd;
-	atomic_bool stop;
-	pthread_mutex_t lock; /* guards everything below up to the thread-only part */
-	struct slot *ring;    /* cfg.retain slots, oldest at `start` */
+	pthread_mutex_t lock;	/* guards everything below */
+	struct feed_entry *ring; /* `retain` slots, oldest at `start` */
 	size_t start, count;
 	uint64_t floor_ms, floor_seq; /* every entry after this is retained */
 	bool loaded;		      /* the history was read once */
@@ -54,20 +32,8 @@ struct feed {
 	size_t nruns;
 	int64_t run_floor; /* every run after this is retained */
 	int64_t last_run;  /* -1: none yet */
-	/* thread-only */
-	struct rds *redis;
-	char stream_id[64]; /* the last entry read */
-	int64_t retry_ms;
-	char last_error[512];
-	int64_t last_logged_ms;
+	uint64_t total;	   /* status entries ever appended */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int id_cmp(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq)
 {
@@ -127,15 +93,17 @@ size_t feed_cursor_format(const struct feed_cursor *c, char out[FEED_CURSOR_MAX]
 
 /* ---- the logs (lock held) ---- */
 
-static struct slot *slot_at(struct feed *f, size_t i)
+static struct feed_entry *slot_at(struct feed *f, size_t i)
 {
-	return &f->ring[(f->start + i) % f->cfg.retain];
+	return &f->ring[(f->start + i) % f->retain];
 }
 
-static void ring_append(struct feed *f, uint64_t ms, uint64_t seq, const struct feed_event *ev)
+/* Counts what it appends in `total`. */
+static void ring_append(struct feed *f, const struct feed_entry *e)
 {
+	uint64_t ms = e->ms, seq = e->seq;
 	if (f->count > 0) {
-		struct slot *last = slot_at(f, f->count - 1);
+		struct feed_entry *last = slot_at(f, f->count - 1);
 		if (id_cmp(ms, seq, last->ms, last->seq) <= 0)
 			return; /* read twice (a reload overlapping the follow) */
 	}
@@ -151,17 +119,15 @@ static void ring_append(struct feed *f, uint64_t ms, uint64_t seq, const struct 
 		else if (ms > 0)
 			f->floor_ms = ms - 1, f->floor_seq = UINT64_MAX;
 	}
-	if (f->count == f->cfg.retain) {
-		struct slot *old = slot_at(f, 0);
+	if (f->count == f->retain) {
+		struct feed_entry *old = slot_at(f, 0);
 		f->floor_ms = old->ms;
 		f->floor_seq = old->seq;
-		f->start = (f->start + 1) % f->cfg.retain;
+		f->start = (f->start + 1) % f->retain;
 		f->count--;
 	}
-	struct slot *s = slot_at(f, f->count++);
-	s->ms = ms;
-	s->seq = seq;
-	s->ev = *ev;
+	*slot_at(f, f->count++) = *e;
+	f->total++;
 }
 
 /* First slot after (ms, seq). */
@@ -170,7 +136,7 @@ static size_t ring_after(struct feed *f, uint64_t ms, uint64_t seq)
 	size_t lo = 0, hi = f->count;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		struct slot *s = slot_at(f, mid);
+		struct feed_entry *s = slot_at(f, mid);
 		if (id_cmp(s->ms, s->seq, ms, seq) <= 0)
 			lo = mid + 1;
 		else
@@ -228,7 +194,7 @@ bool feed_add_run(struct feed *f, int64_t run_id, int64_t finished_ms,
 static void head_locked(struct feed *f, struct feed_cursor *out)
 {
 	if (f->count > 0) {
-		struct slot *last = slot_at(f, f->count - 1);
+		struct feed_entry *last = slot_at(f, f->count - 1);
 		out->ms = last->ms;
 		out->seq = last->seq;
 	} else {
@@ -270,7 +236,7 @@ enum feed_read feed_read(struct feed *f, struct feed_cursor *pos, size_t max, fe
 		bool status = i < f->count && (r == f->nruns || (int64_t)slot_at(f, i)->ms <=
 									f->runs[r].finished_ms);
 		if (status) {
-			struct slot *s = slot_at(f, i++);
+			struct feed_entry *s = slot_at(f, i++);
 			pos->ms = s->ms;
 			pos->seq = s->seq;
 			emit(arg, &s->ev, pos);
@@ -296,30 +262,7 @@ enum feed_read feed_read(struct feed *f, struct feed_cursor *pos, size_t max, fe
 	return FEED_READ_OK;
 }
 
-/* ---- the follower ---- */
-
-static void failure(struct feed *f, const char *what, const char *why)
-{
-	char text[512];
-	snprintf(text, sizeof(text), "%s: %s", what, why);
-	int64_t now = mono_ms();
-	if (strcmp(text, f->last_error) != 0 || now - f->last_logged_ms > REPEAT_LOG_MS) {
-		log_warn("change feed: %s", text);
-		snprintf(f->last_error, sizeof(f->last_error), "%s", text);
-		f->last_logged_ms = now;
-	}
-	metric_inc(f->meters->redis_errors);
-}
-
-static void wait_ms(struct feed *f, int64_t ms)
-{
-	struct pollfd fd = {.fd = f->wake_fd, .events = POLLIN};
-	if (poll(&fd, 1, (int)ms) > 0) {
-		uint64_t v;
-		if (read(f->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			log_debug("change feed: wake read: %s", strerror(errno));
-	}
-}
+/* ---- the follower's side ---- */
 
 bool feed_parse_entry(const redisReply *entry, uint64_t *ms, uint64_t *seq, struct feed_event *ev)
 {
@@ -355,83 +298,86 @@ bool feed_parse_entry(const redisReply *entry, uint64_t *ms, uint64_t *seq, stru
 	return true;
 }
 
-/* Append a list of entries; true when any was new. Remembers the last id
- * read even for entries that are not status changes. */
-static size_t append_entries(struct feed *f, const redisReply *list)
+void feed_append(struct feed *f, const struct feed_entry *entries, size_t n)
 {
-	size_t added = 0;
+	size_t before;
 	pthread_mutex_lock(&f->lock);
-	for (size_t i = 0; i < list->elements; i++) {
-		const redisReply *e = list->element[i];
-		uint64_t ms, seq;
-		struct feed_event ev;
-		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
-		    e->element[0]->type == REDIS_REPLY_STRING)
-			snprintf(f->stream_id, sizeof(f->stream_id), "%s", e->element[0]->str);
-		if (feed_parse_entry(e, &ms, &seq, &ev)) {
-			ring_append(f, ms, seq, &ev);
-			added++;
-		}
-	}
+	before = f->total;
+	for (size_t i = 0; i < n; i++)
+		ring_append(f, &entries[i]);
+	bool added = f->total != before;
 	pthread_mutex_unlock(&f->lock);
-	return added;
+	if (added && f->notify)
+		f->notify(f->notify_arg);
 }
 
-/* First connect: the last `retain` entries. Reconnect: where the stream
- * begins now tells whether entries were lost meanwhile. */
-static bool sync_history(struct feed *f)
+/* The first connect: the last `retain` entries, oldest first. */
+static bool load_history(struct feed *f, struct rds *redis, char pos[FEED_STREAM_ID_MAX],
+			 char *err, size_t errlen)
 {
-	char err[256];
-	if (!f->loaded) {
-		char count[24];
-		snprintf(count, sizeof(count), "%zu", f->cfg.retain);
-		const char *argv[] = {"XREVRANGE", RKEYS_CHANGES, "+", "-", "COUNT", count};
-		redisReply *reply = rds_command(f->redis, 6, argv, NULL, err, sizeof(err));
-		if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-			failure(f, "reading the change stream", reply ? "unexpected reply" : err);
-			freeReplyObject(reply);
-			return false;
-		}
-		/* newest first: reverse in place */
-		for (size_t i = 0, j = reply->elements; i + 1 < j; i++, j--) {
-			redisReply *t = reply->element[i];
-			reply->element[i] = reply->element[j - 1];
-			reply->element[j - 1] = t;
-		}
-		size_t n = reply->elements;
-		append_entries(f, reply);
-		pthread_mutex_lock(&f->lock);
-		/* fewer than were asked for and below the stream's MAXLEN: the
-		 * stream was never trimmed, every entry ever written is here */
-		if (n > 0 && (n >= f->cfg.retain || n >= RKEYS_CHANGES_MAXLEN)) {
-			struct slot *first = slot_at(f, 0);
-			f->floor_ms = first->ms;
-			f->floor_seq = first->seq;
-		}
-		if (n == 0)
-			snprintf(f->stream_id, sizeof(f->stream_id), "0-0");
-		f->loaded = true;
-		pthread_mutex_unlock(&f->lock);
+	char count[24];
+	snprintf(count, sizeof(count), "%zu", f->retain);
+	const char *argv[] = {"XREVRANGE", RKEYS_CHANGES, "+", "-", "COUNT", count};
+	redisReply *reply = rds_command(redis, 6, argv, NULL, err, errlen);
+	if (!reply)
+		return false;
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		snprintf(err, errlen, "XREVRANGE %s: unexpected reply", RKEYS_CHANGES);
 		freeReplyObject(reply);
-		log_info("change feed: %zu entries of history loaded", n);
-		if (f->notify)
-			f->notify(f->notify_arg);
-		return true;
+		return false;
 	}
+	size_t n = reply->elements;
+	snprintf(pos, FEED_STREAM_ID_MAX, "0-0");
+	/* the newest entry (first in the reply) is where following starts,
+	 * whether or not it is a well-formed status change */
+	if (n > 0 && reply->element[0]->type == REDIS_REPLY_ARRAY &&
+	    reply->element[0]->elements >= 1 &&
+	    reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
+		snprintf(pos, FEED_STREAM_ID_MAX, "%s", reply->element[0]->element[0]->str);
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = n; i-- > 0;) {
+		struct feed_entry e;
+		if (feed_parse_entry(reply->element[i], &e.ms, &e.seq, &e.ev))
+			ring_append(f, &e);
+	}
+	/* fewer than were asked for and below the stream's MAXLEN: the stream
+	 * was never trimmed, every entry ever written is here */
+	if (f->count > 0 && (n >= f->retain || n >= RKEYS_CHANGES_MAXLEN)) {
+		struct feed_entry *first = slot_at(f, 0);
+		f->floor_ms = first->ms;
+		f->floor_seq = first->seq;
+	}
+	f->loaded = true;
+	pthread_mutex_unlock(&f->lock);
+	freeReplyObject(reply);
+	log_info("change feed: %zu entries of history loaded", n);
+	if (f->notify)
+		f->notify(f->notify_arg);
+	return true;
+}
+
+/* A reconnect: where the stream begins now tells whether entries after
+ * `pos` were lost meanwhile. */
+static bool check_gap(struct feed *f, struct rds *redis, const char *pos, char *err,
+		      size_t errlen)
+{
 	const char *argv[] = {"XRANGE", RKEYS_CHANGES, "-", "+", "COUNT", "1"};
-	redisReply *reply = rds_command(f->redis, 6, argv, NULL, err, sizeof(err));
-	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-		failure(f, "reading the change stream", reply ? "unexpected reply" : err);
+	redisReply *reply = rds_command(redis, 6, argv, NULL, err, errlen);
+	if (!reply)
+		return false;
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		snprintf(err, errlen, "XRANGE %s: unexpected reply", RKEYS_CHANGES);
 		freeReplyObject(reply);
 		return false;
 	}
 	uint64_t first_ms, first_seq, last_ms, last_seq;
-	bool have_last = feed_parse_stream_id(f->stream_id, &last_ms, &last_seq);
+	bool have_last = feed_parse_stream_id(pos, &last_ms, &last_seq);
 	pthread_mutex_lock(&f->lock);
 	if (reply->elements == 0) {
 		f->gap_check = true; /* Redis lost the stream: decided at the next entry */
 	} else if (reply->element[0]->type == REDIS_REPLY_ARRAY &&
 		   reply->element[0]->elements >= 1 &&
+		   reply->element[0]->element[0]->type == REDIS_REPLY_STRING &&
 		   feed_parse_stream_id(reply->element[0]->element[0]->str, &first_ms,
 					&first_seq) &&
 		   have_last && id_cmp(first_ms, first_seq, last_ms, last_seq) > 0) {
@@ -442,114 +388,38 @@ static bool sync_history(struct feed *f)
 	return true;
 }
 
-static bool follow(struct feed *f)
+bool feed_on_connect(struct feed *f, struct rds *redis, char pos[FEED_STREAM_ID_MAX], char *err,
+	       size_t errlen)
 {
-	char err[256];
-	const char *argv[] = {"XREAD",	"COUNT",   READ_COUNT,	  "BLOCK",
-			      BLOCK_MS, "STREAMS", RKEYS_CHANGES, f->stream_id};
-	redisReply *reply = rds_command(f->redis, 8, argv, NULL, err, sizeof(err));
-	if (!reply) {
-		failure(f, "following the change stream", err);
-		return false;
-	}
-	size_t added = 0;
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
-		const redisReply *stream = reply->element[0];
-		if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2 &&
-		    stream->element[1]->type == REDIS_REPLY_ARRAY)
-			added = append_entries(f, stream->element[1]);
-	}
-	freeReplyObject(reply);
-	if (added && f->notify)
-		f->notify(f->notify_arg);
-	return true;
+	pthread_mutex_lock(&f->lock);
+	bool loaded = f->loaded;
+	pthread_mutex_unlock(&f->lock);
+	return loaded ? check_gap(f, redis, pos, err, errlen)
+		      : load_history(f, redis, pos, err, errlen);
 }
 
-static void *feed_main(void *arg)
-{
-	struct feed *f = arg;
-	log_ctx_set("thread", "feed");
-	while (!atomic_load(&f->stop)) {
-		if (!f->redis) {
-			char err[256];
-			int timeout = f->cfg.timeout_ms > 1000 ? f->cfg.timeout_ms : 1000;
-			f->redis = rds_new(f->cfg.redis_url, timeout, err, sizeof(err));
-			if (!f->redis || !sync_history(f)) {
-				if (!f->redis)
-					failure(f, "Redis unavailable", err);
-				rds_free(f->redis);
-				f->redis = NULL;
-				wait_ms(f, f->retry_ms);
-				f->retry_ms = f->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS
-									     : f->retry_ms * 2;
-				continue;
-			}
-			if (f->last_error[0])
-				log_info("change feed: Redis reachable again");
-			f->last_error[0] = '\0';
-			f->retry_ms = RETRY_FIRST_MS;
-		}
-		if (!follow(f)) {
-			rds_free(f->redis);
-			f->redis = NULL;
-		}
-	}
-	rds_free(f->redis);
-	f->redis = NULL;
-	return NULL;
-}
-
-struct feed *feed_start(const struct feed_config *cfg, const struct meters *meters,
-			feed_notify_fn notify, void *arg)
+struct feed *feed_new(size_t retain, feed_notify_fn notify, void *arg)
 {
 	struct feed *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
-	f->cfg = *cfg;
-	if (f->cfg.retain < 1)
-		f->cfg.retain = 1;
-	f->meters = meters;
+	f->retain = retain < 1 ? 1 : retain;
 	f->notify = notify;
 	f->notify_arg = arg;
 	f->last_run = -1;
-	f->retry_ms = RETRY_FIRST_MS;
-	snprintf(f->stream_id, sizeof(f->stream_id), "0-0");
-	f->wake_fd = -1;
 	pthread_mutex_init(&f->lock, NULL);
-	f->ring = calloc(f->cfg.retain, sizeof(*f->ring));
-	f->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!f->ring || f->wake_fd < 0)
-		goto fail;
-	if (cfg->redis_url && cfg->redis_url[0]) {
-		if (pthread_create(&f->thread, NULL, feed_main, f) != 0)
-			goto fail;
-		f->started = true;
+	f->ring = calloc(f->retain, sizeof(*f->ring));
+	if (!f->ring) {
+		feed_free(f);
+		return NULL;
 	}
 	return f;
-fail:
-	feed_free(f);
-	return NULL;
-}
-
-void feed_stop(struct feed *f)
-{
-	if (!f || !f->started)
-		return;
-	atomic_store(&f->stop, true);
-	uint64_t one = 1;
-	if (write(f->wake_fd, &one, sizeof(one)) < 0)
-		log_debug("change feed: wake: %s", strerror(errno));
-	pthread_join(f->thread, NULL);
-	f->started = false;
 }
 
 void feed_free(struct feed *f)
 {
 	if (!f)
 		return;
-	feed_stop(f);
-	if (f->wake_fd >= 0)
-		close(f->wake_fd);
 	for (size_t i = 0; i < f->nruns; i++)
 		run_free(&f->runs[i]);
 	free(f->ring);

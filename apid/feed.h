@@ -2,10 +2,11 @@
  * answers GET /stations/changes from it).
  * Owns two ordered logs and the cursor over both:
  *   - charger status changes: a ring of the last `retain` entries of
- *     realtimed's ev:changes stream (rkeys.h), loaded at start and then
- *     followed by a thread of its own (blocking hiredis connection, XREAD
- *     BLOCK), with the Redis entry id as position, so a cursor means the
- *     same on every apid instance;
+ *     realtimed's ev:changes stream (rkeys.h), loaded at the first connect
+ *     and then appended by the stream's one follower (live.h: one thread
+ *     and one Redis connection feed both the live state and this ring),
+ *     with the Redis entry id as position, so a cursor means the same on
+ *     every apid instance;
  *   - master-data changes: per finished `ingestd chargers` run, the
  *     stations it added, changed or deleted (the loader reads them from
  *     station/charger.last_run_id after each build: loader.h), the last
@@ -26,7 +27,6 @@
 #include <stdint.h>
 
 #include "base.h"
-#include "meters.h"
 
 #define FEED_ID_MAX	   32	 /* station and charger ids, with the NUL */
 #define FEED_CURSOR_MAX	   64	 /* "<ms>-<seq>.<run>" with the NUL */
@@ -66,20 +66,36 @@ struct feed_station_change {
  * added: wake the readers. */
 typedef void (*feed_notify_fn)(void *arg);
 
-struct feed_config {
-	const char *redis_url; /* borrowed for the feed's life */
-	int timeout_ms;
-	size_t retain; /* status entries kept */
+struct feed;
+struct rds;
+
+/* `retain`: status entries kept (at least 1). NULL when memory runs out. */
+struct feed *feed_new(size_t retain, feed_notify_fn notify, void *arg) MUSTCHECK;
+/* After the follower is stopped (it appends) and the workers are joined
+ * (they read). NULL-safe. */
+void feed_free(struct feed *f);
+
+/* ---- the follower's side (live.c) ---- */
+
+#define FEED_STREAM_ID_MAX 48 /* "<ms>-<seq>" with the NUL */
+
+/* One status entry of the stream, parsed (feed_parse_entry). */
+struct feed_entry {
+	uint64_t ms, seq;
+	struct feed_event ev;
 };
 
-struct feed;
-
-struct feed *feed_start(const struct feed_config *cfg, const struct meters *meters,
-			feed_notify_fn notify, void *arg) MUSTCHECK;
-/* Stop the follower thread (nothing wakes the readers after it); the
- * history stays readable until feed_free. NULL-safe, idempotent. */
-void feed_stop(struct feed *f);
-void feed_free(struct feed *f); /* NULL-safe */
+/* After each connect, on the follower's connection. The first time, load
+ * the last `retain` entries and set `pos` to the newest ("0-0": none);
+ * later, `pos` is the last entry read before the connection was lost: note
+ * whether entries after it are gone (the stream trimmed past it, or
+ * emptied), so that cursors from before the gap get 410. False with the
+ * reason in err when Redis fails. */
+bool feed_on_connect(struct feed *f, struct rds *redis, char pos[FEED_STREAM_ID_MAX], char *err,
+	       size_t errlen) MUSTCHECK;
+/* Append entries read after the previous ones (ids increasing; ones at or
+ * below the newest are ignored) and wake the readers when any was new. */
+void feed_append(struct feed *f, const struct feed_entry *entries, size_t n);
 
 /* ---- the loader's side ---- */
 
@@ -117,14 +133,13 @@ enum feed_read feed_read(struct feed *f, struct feed_cursor *pos, size_t max, fe
 /* The position after the newest event; false before the history loaded. */
 bool feed_head(struct feed *f, struct feed_cursor *out);
 
-/* ---- the follower's arithmetic, for tests ---- */
+/* ---- the stream's arithmetic (the follower's, and tests') ---- */
 
 /* "1732500000123-4" to (ms, seq). */
 bool feed_parse_stream_id(const char *text, uint64_t *ms, uint64_t *seq) MUSTCHECK;
 
 /* A change-stream entry [id, [s, statId, c, chgerId, st, stat, t, unix]]
- * (rkeys.h) as a status event; false when malformed (live.c reads the
- * stream with it too). */
+ * (rkeys.h) as a status event; false when malformed. */
 struct redisReply;
 bool feed_parse_entry(const struct redisReply *entry, uint64_t *ms, uint64_t *seq,
 		      struct feed_event *ev) MUSTCHECK;

@@ -45,8 +45,10 @@ struct live {
 	/* thread-only */
 	struct snap *cur; /* the snapshot kept current; owned reference */
 	struct rds *redis;
-	bool need_resync;
-	char stream_id[64]; /* the last entry applied (or seen before a load) */
+	bool need_sync;			     /* connected: the feed's history or gap check first */
+	bool need_load;			     /* every station's hash into cur */
+	char stream_id[FEED_STREAM_ID_MAX];  /* the last entry read (or seen before a load) */
+	struct feed_entry *batch;	     /* READ_COUNT: one XREAD's entries, parsed */
 	int64_t retry_ms;
 	char last_error[512];
 	int64_t last_logged_ms;
@@ -175,25 +177,18 @@ static bool load_stations(struct live *l, struct snap *s, const uint32_t *list, 
 	return true;
 }
 
-/* Apply one stream entry: [id, [field, value, ...]]. */
-static void apply_entry(struct live *l, const redisReply *entry)
+/* Apply one parsed stream entry to the live state. */
+static void apply_entry(struct live *l, const struct feed_entry *e)
 {
-	if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 1 ||
-	    entry->element[0]->type != REDIS_REPLY_STRING)
-		return;
-	snprintf(l->stream_id, sizeof(l->stream_id), "%s", entry->element[0]->str);
-	uint64_t added_ms, seq;
-	struct feed_event ev;
 	uint32_t c;
-	if (!feed_parse_entry(entry, &added_ms, &seq, &ev) || !l->cur ||
-	    !snap_find_charger(l->cur, ev.stat_id, ev.chger_id, &c))
+	if (!l->cur || !snap_find_charger(l->cur, e->ev.stat_id, e->ev.chger_id, &c))
 		return;
-	if (snap_live_apply(l->cur, c, ev.stat, ev.stat_unix))
+	if (snap_live_apply(l->cur, c, e->ev.stat, e->ev.stat_unix))
 		metric_inc(l->meters->live_changes);
 	/* the entry id's first part is the XADD time in ms */
-	if (added_ms > 0)
+	if (e->ms > 0)
 		metric_observe(l->meters->live_apply_delay,
-			       (double)(wall_ms() - (int64_t)added_ms) / 1000.0);
+			       (double)(wall_ms() - (int64_t)e->ms) / 1000.0);
 }
 
 /* ---- the follower ---- */
@@ -212,29 +207,28 @@ static bool connect_redis(struct live *l)
 	if (l->last_error[0])
 		log_info("live state: Redis reachable again");
 	l->last_error[0] = '\0';
-	l->need_resync = true;
+	l->need_sync = true;
+	l->need_load = true;
 	l->retry_ms = RETRY_FIRST_MS;
 	return true;
 }
 
-/* Everything from scratch: the stream position first, then every hash. */
-static bool resync(struct live *l)
+/* The stream position: the feed's history (first connect) or the last
+ * entry read before the connection was lost (the feed checks for a gap). */
+static bool sync_stream(struct live *l)
 {
 	char err[256];
-	const char *argv[] = {"XREVRANGE", RKEYS_CHANGES, "+", "-", "COUNT", "1"};
-	redisReply *reply = rds_command(l->redis, 6, argv, NULL, err, sizeof(err));
-	if (!reply) {
+	if (!feed_on_connect(l->cfg.feed, l->redis, l->stream_id, err, sizeof(err))) {
 		failure(l, "reading the change stream", err);
 		return false;
 	}
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements >= 1 &&
-	    reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
-		snprintf(l->stream_id, sizeof(l->stream_id), "%s",
-			 reply->element[0]->element[0]->str);
-	else
-		snprintf(l->stream_id, sizeof(l->stream_id), "0-0");
-	freeReplyObject(reply);
+	l->need_sync = false;
+	return true;
+}
+
+/* Every station's hash into cur, after the position was taken. */
+static bool load_all(struct live *l)
+{
 	size_t applied = 0;
 	int64_t t0 = mono_ms();
 	if (!load_stations(l, l->cur, NULL, l->cur->nstations, &applied))
@@ -242,11 +236,12 @@ static bool resync(struct live *l)
 	metric_inc(l->meters->live_resyncs);
 	log_info("live state: loaded %zu charger states for %u stations in %lld ms", applied,
 		 l->cur->nstations, (long long)(mono_ms() - t0));
-	l->need_resync = false;
+	l->need_load = false;
 	mark_synced(l);
 	return true;
 }
 
+/* One XREAD: every entry to the live state and to the feed. */
 static bool follow(struct live *l)
 {
 	char err[256];
@@ -257,19 +252,32 @@ static bool follow(struct live *l)
 		failure(l, "following the change stream", err);
 		return false;
 	}
-	size_t entries = 0;
+	size_t entries = 0, parsed = 0;
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
 		const redisReply *stream = reply->element[0];
 		if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2 &&
 		    stream->element[1]->type == REDIS_REPLY_ARRAY) {
 			const redisReply *list = stream->element[1];
 			entries = list->elements;
-			for (size_t i = 0; i < list->elements; i++)
-				apply_entry(l, list->element[i]);
+			for (size_t i = 0; i < list->elements && parsed < READ_COUNT; i++) {
+				const redisReply *e = list->element[i];
+				/* the position moves past entries that are not
+				 * status changes too */
+				if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+				    e->element[0]->type == REDIS_REPLY_STRING)
+					snprintf(l->stream_id, sizeof(l->stream_id), "%s",
+						 e->element[0]->str);
+				struct feed_entry *fe = &l->batch[parsed];
+				if (!feed_parse_entry(e, &fe->ms, &fe->seq, &fe->ev))
+					continue;
+				apply_entry(l, fe);
+				parsed++;
+			}
 		}
 	}
 	freeReplyObject(reply);
-	if (entries < READ_COUNT)
+	feed_append(l->cfg.feed, l->batch, parsed);
+	if (entries < READ_COUNT && l->cur)
 		mark_synced(l); /* read to the end (or nothing new) */
 	return true;
 }
@@ -289,14 +297,14 @@ static void adopt(struct live *l)
 		size_t nfresh = 0, applied = 0;
 		if (!snap_live_carry(next, l->cur, &fresh, &nfresh)) {
 			log_warn("live state: out of memory carrying state: reloading");
-			l->need_resync = true;
+			l->need_load = true;
 		} else if (l->redis && nfresh > 0 &&
 			   !load_stations(l, next, fresh, nfresh, &applied)) {
 			disconnect(l);
 		}
 		free(fresh);
-	} else if (l->redis) {
-		l->need_resync = true;
+	} else {
+		l->need_load = true;
 	}
 	snap_unref(l->cur);
 	l->cur = next;
@@ -309,21 +317,14 @@ static void *live_main(void *arg)
 	log_ctx_set("thread", "live");
 	while (!atomic_load(&l->stop)) {
 		adopt(l);
-		if (!l->cur) {
-			wait_ms(l, 1000); /* nothing to keep current yet */
-			continue;
-		}
 		if (!l->redis && !connect_redis(l)) {
 			wait_ms(l, l->retry_ms);
 			l->retry_ms =
 				l->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : l->retry_ms * 2;
 			continue;
 		}
-		if (l->need_resync && !resync(l)) {
-			disconnect(l);
-			continue;
-		}
-		if (!follow(l))
+		if ((l->need_sync && !sync_stream(l)) ||
+		    (l->cur && l->need_load && !load_all(l)) || !follow(l))
 			disconnect(l);
 	}
 	disconnect(l);
@@ -344,8 +345,10 @@ struct live *live_start(const struct live_config *cfg, const struct meters *mete
 	atomic_init(&l->synced_ms, -1);
 	pthread_mutex_init(&l->lock, NULL);
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (l->wake_fd < 0 || pthread_create(&l->thread, NULL, live_main, l) != 0) {
-		live_stop(l);
+	l->batch = calloc(READ_COUNT, sizeof(*l->batch));
+	if (l->wake_fd < 0 || !l->batch ||
+	    pthread_create(&l->thread, NULL, live_main, l) != 0) {
+		live_free(l);
 		return NULL;
 	}
 	l->started = true;
@@ -361,15 +364,22 @@ static void wake(struct live *l)
 
 void live_stop(struct live *l)
 {
+	if (!l || !l->started)
+		return;
+	atomic_store(&l->stop, true);
+	wake(l);
+	pthread_join(l->thread, NULL);
+	l->started = false;
+}
+
+void live_free(struct live *l)
+{
 	if (!l)
 		return;
-	if (l->started) {
-		atomic_store(&l->stop, true);
-		wake(l);
-		pthread_join(l->thread, NULL);
-	}
+	live_stop(l);
 	if (l->wake_fd >= 0)
 		close(l->wake_fd);
+	free(l->batch);
 	snap_unref(l->pending);
 	snap_unref(l->cur);
 	pthread_mutex_destroy(&l->lock);

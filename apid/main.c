@@ -2,7 +2,7 @@
  * main owns the settings, start-up order, signals and the shutdown
  * sequence; server.c, loader.c and live.c own the rest. Threads: this one
  * (signals and shutdown timers), W HTTP workers, the read-model loader and
- * the live-state follower. */
+ * the Redis change-stream follower (live state and change feed). */
 #include <event2/event.h>
 #include <malloc.h>
 #include <math.h>
@@ -335,14 +335,12 @@ static int serve(struct apid_settings *st, const struct cli *cli)
 		log_error("%s", err);
 		goto out;
 	}
-	struct live_config lc = {st->common.redis_url, st->redis_timeout_ms};
-	live = live_start(&lc, &meters, server_publish, app.server);
-	struct feed_config fc = {st->common.redis_url, st->redis_timeout_ms,
-				 (size_t)st->feed_retain};
-	feed = live ? feed_start(&fc, &meters, server_feed_notify, app.server) : NULL;
+	feed = feed_new((size_t)st->feed_retain, server_feed_notify, app.server);
+	struct live_config lc = {st->common.redis_url, st->redis_timeout_ms, feed};
+	live = feed ? live_start(&lc, &meters, server_publish, app.server) : NULL;
 	struct loader_config lo = {st->common.database_url, st->notify_channel, st->model_poll_s,
 				   feed};
-	app.loader = feed ? loader_start(&lo, &meters, loader_to_live, live) : NULL;
+	app.loader = live ? loader_start(&lo, &meters, loader_to_live, live) : NULL;
 	if (!live || !feed || !app.loader) {
 		log_error("start-up failed: cannot start the loader or the live-state threads");
 		rc = EXIT_SOFTWARE;
@@ -380,13 +378,15 @@ out:
 		server_begin_drain(app.server);
 		server_stop_accepting(app.server, 0);
 	}
-	/* the loader and the feed's follower wake the workers: stop them first;
-	 * the workers read the feed until they are joined: free it after */
+	/* the loader offers snapshots to the follower and adds runs to the
+	 * feed; the follower publishes to the server and wakes its workers:
+	 * stop both before the server goes. The workers read the feed and the
+	 * follower's sync state until they are joined: free those after. */
 	loader_stop(app.loader);
-	feed_stop(feed);
-	server_free(app.server); /* joins the workers */
-	feed_free(feed);
 	live_stop(live);
+	server_free(app.server); /* joins the workers */
+	live_free(live);
+	feed_free(feed);
 	if (sig_term)
 		event_free(sig_term);
 	if (sig_int)
