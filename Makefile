@@ -17,13 +17,13 @@ PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := libevent libevent_pthreads libpq libcurl yajl hiredis libsystemd
+PKGS := libevent libevent_pthreads libpq libcurl yajl hiredis libsystemd zlib
 TEST_PKGS := check
 
 # Debian packages behind the pkg-config names above, plus the servers and
 # tools the tests, `make run` and `make bench` start.
 DEB_BUILD := build-essential pkg-config libevent-dev libpq-dev libcurl4-openssl-dev \
-	libyajl-dev libhiredis-dev libsystemd-dev check clang-format clang libclang-rt-14-dev
+	libyajl-dev libhiredis-dev libsystemd-dev zlib1g-dev check clang-format clang libclang-rt-14-dev
 DEB_RUN := postgresql-15 postgresql-client-15 redis-server redis-tools curl procps \
 	wrk nginx-light
 DEB_ALL := $(DEB_BUILD) $(DEB_RUN)

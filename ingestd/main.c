@@ -11,6 +11,7 @@
 #include "chargers.h"
 #include "cli.h"
 #include "congestion.h"
+#include "export.h"
 #include "log.h"
 #include "migrate.h"
 #include "settings.h"
@@ -129,7 +130,13 @@ static const struct cli_spec spec = {
 		 "                       --force          make it current even if it shrank (exit 65)\n"
 		 "  congestion --restore [--replace] [--snapshot ID]\n"
 		 "                       write the current (or a kept) snapshot back into Redis, byte\n"
-		 "                       for byte; existing counters are kept unless --replace\n\n"
+		 "                       for byte; existing counters are kept unless --replace\n"
+		 "  export --out DIR [--level N]\n"
+		 "                       write the open-data dump into DIR (created if missing):\n"
+		 "                       live stations and chargers (CSV, GeoJSON), the current\n"
+		 "                       congestion snapshot (CSV), gzip, and manifest.json (rows,\n"
+		 "                       SHA-256, source runs), replacing the old dump atomically\n"
+		 "                       --level N        gzip level 1..9 (default 1)\n\n"
 		 "Exit codes:\n"
 		 "  0   ok\n"
 		 "  64  bad command line\n"
@@ -141,14 +148,17 @@ static const struct cli_spec spec = {
 		 "  69  upstream unavailable (chargers: not even page 1); migrate: database unavailable\n"
 		 "      congestion: Redis unavailable or failing (the current snapshot stays)\n"
 		 "  70  internal error, or a migration failed\n"
+		 "  73  export: DIR or a file in it cannot be created or written (the old dump stays)\n"
 		 "  74  chargers: database unreachable or failed (nothing changed)\n"
 		 "      congestion: the same (the current snapshot stays)\n"
+		 "      export: the same (the old dump stays)\n"
 		 "  75  chargers: another run is in progress (the message names it)\n"
 		 "      congestion: another snapshot or restore is in progress (named)\n"
+		 "      export: another export writes into DIR (its pid named)\n"
 		 "  78  configuration error (a setting, a service key or URL the gateway refuses,\n"
 		 "      a changed applied migration, a database not migrated)\n"
 		 "  130, 143  chargers: interrupted by SIGINT, SIGTERM (nothing changed)\n"
-		 "      congestion: the same (the current snapshot stays)\n",
+		 "      congestion, export: the same (the current snapshot, the old dump stay)\n",
 };
 
 /* INGESTD_MIGRATIONS_DIR, or the first of ../migrations (a source tree) and
@@ -239,6 +249,38 @@ static int run_congestion(const struct ingestd_settings *settings, int nargs, ch
 	return congestion_main(&cfg);
 }
 
+static int run_export(const struct ingestd_settings *settings, int nargs, char **args)
+{
+	struct export_config cfg = {
+		.database_url = settings->common.database_url,
+		.level = EXPORT_LEVEL_DEFAULT,
+	};
+	for (int i = 1; i < nargs; i++) {
+		const char *a = args[i];
+		const char *value = NULL; /* --opt VALUE or --opt=VALUE */
+		bool is_out = !strcmp(a, "--out") || !strncmp(a, "--out=", 6);
+		bool is_level = !strcmp(a, "--level") || !strncmp(a, "--level=", 8);
+		if (is_out || is_level) {
+			const char *eq = strchr(a, '=');
+			value = eq ? eq + 1 : i + 1 < nargs ? args[++i] : NULL;
+		}
+		if (is_out && value && *value) {
+			cfg.out_dir = value;
+		} else if (is_level && value) {
+			if (parse_int_arg(value, 1, 9, &cfg.level) < 0)
+				return cli_usage_error(&spec, "export: --level: '%s' is not an "
+							      "integer from 1 to 9",
+						       value);
+		} else {
+			return cli_usage_error(&spec, "export: unknown option or missing value '%s'",
+					       a);
+		}
+	}
+	if (!cfg.out_dir)
+		return cli_usage_error(&spec, "export: --out DIR is required");
+	return export_main(&cfg);
+}
+
 static int run_chargers(const struct ingestd_settings *settings, int nargs, char **args)
 {
 	struct chargers_config cfg = {
@@ -306,6 +348,8 @@ int main(int argc, char **argv)
 		rc = run_chargers(&settings, cli.nargs, cli.args);
 	} else if (strcmp(cli.args[0], "congestion") == 0) {
 		rc = run_congestion(&settings, cli.nargs, cli.args);
+	} else if (strcmp(cli.args[0], "export") == 0) {
+		rc = run_export(&settings, cli.nargs, cli.args);
 	} else {
 		rc = cli_usage_error(&spec, "unknown command '%s'", cli.args[0]);
 	}

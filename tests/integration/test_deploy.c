@@ -43,8 +43,8 @@ START_TEST(units_verify)
 		units++;
 	}
 	closedir(d);
-	/* apid.socket+service, realtimed, two ingestd jobs with their timers */
-	ck_assert_int_eq(units, 7);
+	/* apid.socket+service, realtimed, three ingestd jobs with their timers */
+	ck_assert_int_eq(units, 9);
 	char *out = NULL;
 	snprintf(cmd, sizeof(cmd), "cd %s && systemd-analyze verify%s 2>&1", dir, args);
 	char *argv[] = {"/bin/sh", "-c", cmd, NULL};
