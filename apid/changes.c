@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "feed.h"
 #include "json.h"
@@ -39,6 +40,9 @@ struct changes {
 	struct client *clients;
 	struct buf event; /* one event's JSON, reused */
 	struct buf out;	  /* an SSE write, reused */
+	/* what the emit callbacks are writing: a peek (nothing counted), or a
+	 * delivery, pushed live (in a wake-up: its delay is observed) or not */
+	bool delivering, waking;
 };
 
 struct changes *changes_new(struct worker *w)
@@ -110,9 +114,26 @@ struct json_sink {
 	struct json_gen *g;
 };
 
+/* A change written to a client (not a peek): count it, and time it when it
+ * is pushed as it came. */
+static void delivered(struct changes *ch, const struct feed_event *ev)
+{
+	if (!ch->delivering)
+		return;
+	const struct meters *m = ch->w->meters;
+	metric_inc(m->feed_events);
+	if (ch->waking && ev->kind == FEED_STATUS && ev->at_ms > 0) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+		metric_observe(m->feed_delay, (double)(ms - ev->at_ms) / 1000.0);
+	}
+}
+
 static void emit_json(void *arg, const struct feed_event *ev, const struct feed_cursor *at)
 {
 	struct json_sink *sink = arg;
+	delivered(sink->ch, ev);
 	render_event(sink->ch, ev, at);
 	json_raw(sink->g, sink->ch->event.data, sink->ch->event.len);
 }
@@ -122,6 +143,7 @@ static void emit_sse(void *arg, const struct feed_event *ev, const struct feed_c
 	struct changes *ch = arg;
 	char cursor[FEED_CURSOR_MAX];
 	feed_cursor_format(at, cursor);
+	delivered(ch, ev);
 	render_event(ch, ev, at);
 	buf_printf(&ch->out, "id: %s\nevent: %s\ndata: ", cursor, kind_name(ev->kind));
 	buf_append(&ch->out, ch->event.data, ch->event.len);
@@ -147,12 +169,19 @@ static void client_unlink(struct client *c)
 	c->prev = c->next = NULL;
 }
 
+static struct metric *client_gauge(const struct client *c)
+{
+	const struct meters *m = c->ch->w->meters;
+	return c->sse ? m->feed_streams : m->feed_polls;
+}
+
 static void client_free(struct client *c)
 {
 	client_unlink(c);
 	if (c->timer)
 		event_free(c->timer);
 	atomic_fetch_sub(server_feed_clients(c->ch->w->server), 1);
+	metric_add(client_gauge(c), -1);
 	free(c);
 }
 
@@ -173,8 +202,10 @@ static void answer_poll(struct worker *w, struct evhttp_request *req, const stru
 	/* GONE cannot happen here: the cursor was checked when the request came
 	 * and only moves forward; the retained floor moves too, so a client that
 	 * waited long enough to fall behind it gets what is left */
+	ch->delivering = true;
 	if (feed_read(feed_of(w), pos, limit, emit_json, &sink, &n, &oldest) == FEED_READ_GONE)
 		*pos = oldest;
+	ch->delivering = false;
 	json_arr_end(&g);
 	char cursor[FEED_CURSOR_MAX];
 	feed_cursor_format(pos, cursor);
@@ -210,11 +241,14 @@ static bool stream_push(struct client *c, bool heartbeat)
 		return false;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
 	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-	if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > STREAM_BACKLOG_MAX)
+	if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > STREAM_BACKLOG_MAX) {
+		metric_inc(ch->w->meters->feed_drop_slow);
 		return false;
+	}
 	buf_reset(&ch->out);
 	size_t n = 0;
 	struct feed_cursor oldest;
+	ch->delivering = true;
 	do {
 		if (feed_read(feed_of(ch->w), &c->pos, c->limit, emit_sse, ch, &n, &oldest) ==
 		    FEED_READ_GONE) {
@@ -226,8 +260,10 @@ static bool stream_push(struct client *c, bool heartbeat)
 			heartbeat = false;
 			n = 0;
 			c->limit = 0; /* end after this write */
+			metric_inc(ch->w->meters->feed_drop_behind);
 		}
 	} while (n > 0 && n >= c->limit && ch->out.len < STREAM_BACKLOG_MAX);
+	ch->delivering = false;
 	if (heartbeat && ch->out.len == 0)
 		buf_puts(&ch->out, ": heartbeat\n\n");
 	if (!buf_ok(&ch->out))
@@ -259,6 +295,7 @@ void changes_wake(struct changes *ch)
 	if (!ch)
 		return;
 	struct client *next;
+	ch->waking = true;
 	for (struct client *c = ch->clients; c; c = next) {
 		next = c->next;
 		if (c->sse) {
@@ -274,6 +311,7 @@ void changes_wake(struct changes *ch)
 		if (n > 0 || client_gone(c))
 			end_client(c);
 	}
+	ch->waking = false;
 }
 
 void changes_drain(struct changes *ch)
@@ -341,6 +379,7 @@ void changes_answer(struct worker *w, struct evhttp_request *req, const struct r
 	atomic_uint *clients = server_feed_clients(w->server);
 	if (atomic_fetch_add(clients, 1) >= cfg->feed_max_clients) {
 		atomic_fetch_sub(clients, 1);
+		metric_inc(w->meters->feed_drop_full);
 		routes_error(w, req, rc, 503, "too many change-feed clients (%u); retry later",
 			     cfg->feed_max_clients);
 		return;
@@ -378,6 +417,7 @@ void changes_answer(struct worker *w, struct evhttp_request *req, const struct r
 	if (ch->clients)
 		ch->clients->prev = c;
 	ch->clients = c;
+	metric_inc(client_gauge(c));
 	c->timer = event_new(w->base, -1, sse ? EV_PERSIST : 0, on_timer, c);
 	if (!c->timer) {
 		routes_error(w, req, rc, 500, "out of memory");

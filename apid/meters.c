@@ -3,7 +3,8 @@
 /* Request latency buckets: from 100 us (answers from memory) to 5 s. */
 static const double duration_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 					 0.05,	 0.1,	  0.25,	  0.5,	 1,	 2.5,	5};
-/* Live-state delay buckets: realtimed's XADD to apid's apply. */
+/* Live-state and feed delay buckets: realtimed's XADD to apid's apply, or
+ * to the write to a change-feed client. */
 static const double delay_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60};
 
 bool meters_setup(struct meters *m, struct metrics *r)
@@ -52,6 +53,28 @@ bool meters_setup(struct meters *m, struct metrics *r)
 		r, "apid_live_apply_delay_seconds",
 		"Delay from a change entering the Redis stream to apid applying it", delay_bounds,
 		ARRAY_LEN(delay_bounds));
+	struct metric_family *feed_clients = metrics_gauge_family(
+		r, "apid_feed_clients",
+		"Change-feed clients open now: event streams and waiting long-polls", "kind");
+	m->feed_streams = feed_clients ? METRIC_GET(feed_clients, "stream") : NULL;
+	m->feed_polls = feed_clients ? METRIC_GET(feed_clients, "long_poll") : NULL;
+	m->feed_events = metrics_counter(r, "apid_feed_events_total",
+					 "Changes written to change-feed clients (one per client)");
+	struct metric_family *dropped = metrics_counter_family(
+		r, "apid_feed_dropped_total",
+		"Change-feed clients ended or refused by apid: slow_consumer (a stream 1 MiB "
+		"behind), max_clients (503 at APID_FEED_MAX_CLIENTS), behind_history (a stream "
+		"past the history kept)",
+		"reason");
+	m->feed_drop_slow = dropped ? METRIC_GET(dropped, "slow_consumer") : NULL;
+	m->feed_drop_full = dropped ? METRIC_GET(dropped, "max_clients") : NULL;
+	m->feed_drop_behind = dropped ? METRIC_GET(dropped, "behind_history") : NULL;
+	m->feed_delay = metrics_histogram(
+		r, "apid_feed_delivery_delay_seconds",
+		"Delay from a status change entering the Redis stream to its write to a "
+		"change-feed client it was pushed to as it came (the follower's lag plus the "
+		"workers')",
+		delay_bounds, ARRAY_LEN(delay_bounds));
 	struct metric_family *errors = metrics_counter_family(
 		r, "apid_store_errors_total", "Failed store operations, by store", "store");
 	m->pg_errors = errors ? METRIC_GET(errors, "postgresql") : NULL;
@@ -62,6 +85,8 @@ bool meters_setup(struct meters *m, struct metrics *r)
 	       m->connections_total && m->builds_ok && m->builds_failed && m->build_seconds &&
 	       m->model_version && m->model_run_id && m->model_stations && m->model_chargers &&
 	       m->model_age && m->model_bytes && m->live_connected && m->live_sync_age &&
-	       m->live_changes && m->live_resyncs && m->live_apply_delay && m->pg_errors &&
+	       m->live_changes && m->live_resyncs && m->live_apply_delay && m->feed_streams &&
+	       m->feed_polls && m->feed_events && m->feed_drop_slow && m->feed_drop_full &&
+	       m->feed_drop_behind && m->feed_delay && m->pg_errors &&
 	       m->redis_errors && m->ready && m->draining;
 }

@@ -26,6 +26,11 @@ struct meters {
 	/* live state */
 	struct metric *live_connected, *live_sync_age, *live_changes, *live_resyncs,
 		*live_apply_delay;
+	/* change feed (/stations/changes, changes.c) */
+	struct metric *feed_streams, *feed_polls; /* apid_feed_clients{kind}: open now */
+	struct metric *feed_events;		  /* changes written to clients */
+	struct metric *feed_drop_slow, *feed_drop_full, *feed_drop_behind; /* {reason} */
+	struct metric *feed_delay; /* XADD to the write, status changes pushed live */
 	/* stores */
 	struct metric *pg_errors, *redis_errors;
 	/* process */

@@ -5,7 +5,8 @@
  * the last cursor (since=, or Last-Event-ID) misses nothing and repeats
  * nothing; heartbeats keep a stream open past every request timeout; a
  * cursor older than the history kept gets 410 with the oldest cursor; the
- * client limit answers 503; master-data runs show up as station events. */
+ * client limit answers 503; master-data runs show up as station events;
+ * /metrics counts open clients, changes written, refusals and push delays. */
 #include "testmain.h"
 
 #include <arpa/inet.h>
@@ -186,6 +187,20 @@ static size_t sse_events(struct sse *s, size_t from, char *seen, size_t seenlen,
 	return n;
 }
 
+/* A sample of /metrics ("name" or "name{labels}"); -1 when absent. */
+static double metric(struct apid_env *e, const char *series)
+{
+	char *body = NULL;
+	ck_assert_int_eq(apid_get(e, "/metrics", &body), 200);
+	double v = -1;
+	size_t len = strlen(series);
+	for (const char *line = body; line && *line; line = strchr(line, '\n'), line += !!line)
+		if (strncmp(line, series, len) == 0 && line[len] == ' ')
+			v = strtod(line + len + 1, NULL);
+	free(body);
+	return v;
+}
+
 static void status(struct fixture *f, const char *charger, int stat)
 {
 	apid_set_status(&f->e, "ME000001", charger, stat, (long)time(NULL));
@@ -215,6 +230,10 @@ START_TEST(status_changes_reach_stream_and_long_poll_in_order)
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
 	usleep(300000); /* the long-poll is waiting */
+	/* /metrics counts the clients open now, by kind */
+	ck_assert_double_eq(metric(&f.e, "apid_feed_clients{kind=\"stream\"}"), 1);
+	ck_assert_double_eq(metric(&f.e, "apid_feed_clients{kind=\"long_poll\"}"), 1);
+	ck_assert_double_eq(metric(&f.e, "apid_feed_events_total"), 0);
 	long written = apid_now_ms();
 	status(&f, "01", 3);
 	status(&f, "02", 3);
@@ -246,6 +265,17 @@ START_TEST(status_changes_reach_stream_and_long_poll_in_order)
 	ck_assert_uint_eq(sse_events(&s, body, got, sizeof(got), last_id, sizeof(last_id)), 3);
 	ck_assert_str_eq(got, want);
 	ck_assert_str_eq(last_id, cur); /* one cursor for both */
+	/* each change written once to the stream and once to the long-polls;
+	 * the long-poll is answered: only the stream is open */
+	ck_assert_double_eq(metric(&f.e, "apid_feed_events_total"), 6);
+	ck_assert_double_eq(metric(&f.e, "apid_feed_clients{kind=\"stream\"}"), 1);
+	ck_assert_double_eq(metric(&f.e, "apid_feed_clients{kind=\"long_poll\"}"), 0);
+	/* the stream's three and the waiting long-poll's first were pushed as
+	 * they came: their delay from the XADD is observed, under a few s */
+	double pushed = metric(&f.e, "apid_feed_delivery_delay_seconds_count");
+	ck_assert_msg(pushed >= 4, "delivery delays observed: %g", pushed);
+	double delay_sum = metric(&f.e, "apid_feed_delivery_delay_seconds_sum");
+	ck_assert_msg(delay_sum >= 0 && delay_sum / pushed < 3, "mean delay %g s", delay_sum / pushed);
 
 	/* heartbeats keep the stream open past the request, keep-alive and send
 	 * timeouts (1 s each here) and evhttp's own connection timeout (their
@@ -325,6 +355,8 @@ START_TEST(cursors_limits_and_master_data)
 	ck_assert_msg(strstr(jstr(v, "message"), "too many change-feed clients"), "%s",
 		      jstr(v, "message"));
 	yajl_tree_free(v);
+	ck_assert_double_eq(metric(e, "apid_feed_dropped_total{reason=\"max_clients\"}"), 1);
+	ck_assert_double_eq(metric(e, "apid_feed_clients{kind=\"stream\"}"), 2);
 	sse_close(&b);
 	long deadline = apid_now_ms() + 3000; /* found gone at its next heartbeat */
 	while (apid_get(e, "/stations/changes?timeout=0", NULL) != 200)
