@@ -11,96 +11,38 @@
 # (tests/harness/stores.sh) in a temp dir; everything it started is stopped
 # on exit. Run it under `flock /tmp/bench.lock` on a shared machine.
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${TEST_BIN:-$ROOT/bin}
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init apid_feed wrk psql redis-cli curl cc bc
 if [ "$QUICK" = 1 ]; then
 	CLIENTS=500 DURATION=5s
 else
 	CLIENTS=1000 DURATION=10s
 fi
 WRK=(wrk -t2 -c64 -d"$DURATION" --latency)
-
-for tool in wrk psql redis-cli curl cc; do
-	command -v "$tool" >/dev/null || { echo "apid_feed.sh: $tool not found (make deps)" >&2; exit 1; }
-done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-TMP=$(mktemp -d /tmp/apid-feed-bench.XXXXXX)
-chmod 0755 "$TMP" # the stores run as postgres
-APID_PID= WRK_PID=
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	[ -n "$WRK_PID" ] && kill "$WRK_PID" 2>/dev/null && wait "$WRK_PID" 2>/dev/null
-	[ -n "$APID_PID" ] && kill -TERM "$APID_PID" 2>/dev/null && wait "$APID_PID" 2>/dev/null
-	"$ROOT/tests/harness/stores.sh" stop "$TMP/stores" >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+TMP=$BENCH_DIR
 
 cc -O2 -o "$TMP/ssewatch" "$ROOT/tests/bench/ssewatch.c" -lhiredis
 
-mkdir -p "$TMP/stores"
-PG_ADMIN=$("$ROOT/tests/harness/stores.sh" pg-start "$TMP/stores")
-REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMP/stores")
-REDIS_PORT=${REDIS_URL##*:}; REDIS_PORT=${REDIS_PORT%%/*}
-PG_URL=${PG_ADMIN%/postgres}/feedbench
-psql -qX "$PG_ADMIN" -c "CREATE DATABASE feedbench" >/dev/null
-DATABASE_URL=$PG_URL INGESTD_MIGRATIONS_DIR=$ROOT/migrations LOG_LEVEL=warn "$BIN/ingestd" migrate
-psql -qX "$PG_URL" -c "DO \$\$ BEGIN CREATE ROLE feedbench_ro LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
-	GRANT evcharger_ro TO feedbench_ro;" >/dev/null
-RO_URL=postgresql://feedbench_ro@${PG_ADMIN#postgresql://postgres@}
-RO_URL=${RO_URL%/postgres}/feedbench
-psql -qX "$PG_URL" <<'SQL' >/dev/null
-SELECT setseed(0.3);
-INSERT INTO station (stat_id, name, addr, lat, lng, busi_id, content_hash)
-SELECT 'BS' || lpad(i::text, 7, '0'), 'station ' || i, '서울특별시 중구 ' || i,
-	round((37.0 + random())::numeric, 6), round((126.5 + random())::numeric, 6), 'ME', '\x00'
-FROM generate_series(1, 10000) AS i;
-INSERT INTO charger (stat_id, chger_id, chger_type, output_kw, stat, stat_upd_dt, content_hash)
-SELECT 'BS' || lpad(i::text, 7, '0'), '0' || k, '04', 50, 2, now(), '\x00'
-FROM generate_series(1, 10000) AS i, generate_series(1, 2) AS k;
-INSERT INTO ingest_run (job, status, finished_at) VALUES ('chargers', 'ok', now());
-SQL
+bench_stores pg redis
+bench_db feedbench
+bench_seed_grid 10000 1
 BOX="/stations?latitude=37.5&longitude=127&latitudeDelta=0.05&longitudeDelta=0.05"
 
-APID_PORT_FILE=$TMP/apid.port
-DATABASE_URL=$RO_URL REDIS_URL=$REDIS_URL APID_PORT=0 APID_BIND=127.0.0.1 \
-	APID_PORT_FILE=$APID_PORT_FILE APID_SHUTDOWN_GRACE_SECONDS=0 APID_MODEL_POLL_SECONDS=3600 \
-	APID_FEED_MAX_CLIENTS=$((CLIENTS + 100)) LOG_FORMAT=json "$BIN/apid" >"$TMP/apid.log" 2>&1 &
-APID_PID=$!
-for _ in $(seq 1 300); do
-	[ -s "$APID_PORT_FILE" ] && curl -sf "http://127.0.0.1:$(cat "$APID_PORT_FILE")/readyz" >/dev/null && break
-	sleep 0.1
-done
-PORT=$(cat "$APID_PORT_FILE")
-curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { cat "$TMP/apid.log"; exit 1; }
+bench_apid APID_FEED_MAX_CLIENTS=$((CLIENTS + 100))
 BOX_STATIONS=$(curl -sf "http://127.0.0.1:$PORT$BOX" | grep -o '"stationId"' | wc -l)
-
-# wrk's requests/s and p99 (ms); fails on socket errors or non-2xx answers.
-wrk_figures() {
-	local out=$1
-	if grep -q 'Socket errors\|Non-2xx' "$out"; then cat "$out" >&2; exit 1; fi
-	local rps p99
-	rps=$(awk '/Requests\/sec/ {print $2}' "$out")
-	p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$out")
-	echo "$rps $p99"
-}
 
 "${WRK[@]}" "http://127.0.0.1:$PORT$BOX" >"$TMP/wrk-alone.txt"
 read -r RPS_ALONE P99_ALONE < <(wrk_figures "$TMP/wrk-alone.txt")
 
 "${WRK[@]}" "http://127.0.0.1:$PORT$BOX" >"$TMP/wrk-feed.txt" &
 WRK_PID=$!
+bench_track "$WRK_PID"
 sleep 0.5
 WATCH_RC=0
 "$TMP/ssewatch" "$PORT" "$CLIENTS" 5 "$REDIS_PORT" | tee "$TMP/watch.txt" || WATCH_RC=$?
 wait "$WRK_PID"
-WRK_PID=
 read -r RPS_FEED P99_FEED < <(wrk_figures "$TMP/wrk-feed.txt")
 
 WORST=$(awk '/^round/ {for (i = 1; i <= NF; i++) if ($i == "max") {v = $(i + 1); if (v > m) m = v}} END {print m + 0}' "$TMP/watch.txt")

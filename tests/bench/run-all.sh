@@ -7,7 +7,7 @@ set -uo pipefail
 dir=$(cd "$(dirname "$0")" && pwd)
 status=0
 for script in "$dir"/*.sh; do
-	[ "$(basename "$script")" = run-all.sh ] && continue
+	case $(basename "$script") in run-all.sh | lib.sh) continue ;; esac
 	echo "--- $(basename "$script")"
 	bash "$script" || { echo "benchmark $(basename "$script") failed" >&2; status=1; }
 done

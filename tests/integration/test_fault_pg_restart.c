@@ -152,7 +152,11 @@ START_TEST(postgres_restarted_under_load)
 	apid_sql(e.pg, "COMMIT");
 	apid_wait_for(&e, "/stations/FT999999", "\"stationName\":\"Fault after restart\"", 20000);
 	long visible_at = apid_now_ms() - t0;
-	usleep(1000000); /* a last stretch of load on the new model */
+	/* a last stretch of load on the new model, at least a second past the
+	 * margin (a slow restart can end after the load was visible) */
+	usleep(1000000);
+	while (apid_now_ms() - t0 < up_at + MARGIN_MS + 1000)
+		usleep(50000);
 	atomic_store(&stop, true);
 	for (int i = 0; i < CLIENTS; i++)
 		pthread_join(threads[i], NULL);

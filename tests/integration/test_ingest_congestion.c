@@ -27,7 +27,7 @@
 #include "rds.h"
 #include "rkeys.h"
 
-#define CHARGERS    10000
+#define CHARGERS    test_size(10000)
 #define SLOTS	    RKEYS_CONGESTION_SLOTS
 #define VALUE_BYTES RKEYS_CONGESTION_VALUE_BYTES
 
@@ -434,8 +434,12 @@ START_TEST(rows_equal_redis_counters)
 	char *out = NULL;
 	int rc = ingest(&e, NULL, NULL, NULL, &out);
 	ck_assert_msg(rc == 0, "exit %d\n%s", rc, out);
-	assert_contains(out, "\"msg\":\"congestion run 1 ok: snapshot 1 current: 10000 chargers, "
-			     "1680000 rows, 5 refused");
+	char want[200];
+	snprintf(want, sizeof(want),
+		 "\"msg\":\"congestion run 1 ok: snapshot 1 current: %ld chargers, %ld rows, "
+		 "5 refused",
+		 CHARGERS, CHARGERS * SLOTS);
+	assert_contains(out, want);
 	free(out);
 	check_rows(&e, 1);
 	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM congestion"), CHARGERS * SLOTS);
@@ -446,8 +450,8 @@ START_TEST(rows_equal_redis_counters)
 			"finished_at IS NOT NULL FROM congestion_snapshot WHERE is_current");
 	ck_assert_int_eq(PQntuples(res), 1);
 	ck_assert_str_eq(PQgetvalue(res, 0, 0), "ok");
-	ck_assert_str_eq(PQgetvalue(res, 0, 1), "10000");
-	ck_assert_str_eq(PQgetvalue(res, 0, 2), "1680000");
+	ck_assert_int_eq(atol(PQgetvalue(res, 0, 1)), CHARGERS);
+	ck_assert_int_eq(atol(PQgetvalue(res, 0, 2)), CHARGERS * SLOTS);
 	ck_assert_str_eq(PQgetvalue(res, 0, 3), "5");
 	unsigned long long total = 0;
 	uint32_t last = 0;
@@ -461,11 +465,11 @@ START_TEST(rows_equal_redis_counters)
 	ck_assert_uint_eq(strtoul(PQgetvalue(res, 0, 5), NULL, 10), last);
 	ck_assert_str_eq(PQgetvalue(res, 0, 6), "t");
 	PQclear(res);
-	ck_assert_int_eq(
-		q(e.conn,
-		  "SELECT count(*) FROM ingest_run WHERE job = 'congestion' AND status = 'ok' "
-		  "AND records = 10005 AND inserted = 1680000 AND rejected = 5"),
-		1);
+	ck_assert_int_eq(q(e.conn,
+			   "SELECT count(*) FROM ingest_run WHERE job = 'congestion' AND status = "
+			   "'ok' AND records = %ld AND inserted = %ld AND rejected = 5",
+			   CHARGERS + 5, CHARGERS * SLOTS),
+			 1);
 	res = itest_pg_exec(e.conn,
 			    "SELECT reason, coalesce(stat_id, '-'), detail FROM ingest_reject "
 			    "ORDER BY reason, stat_id");
@@ -820,8 +824,10 @@ START_TEST(restore_round_trip_exact)
 	/* Redis is lost */
 	redis_cmd(e.r, 1, (const char *[]){"FLUSHALL"}, NULL);
 	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
-	assert_contains(out,
-			"10000 chargers (1680000 rows), 10000 counters written, 0 existing kept");
+	char want[200];
+	snprintf(want, sizeof(want), "%ld chargers (%ld rows), %ld counters written, 0 existing kept",
+		 CHARGERS, CHARGERS * SLOTS, CHARGERS);
+	assert_contains(out, want);
 	free(out);
 	long first = -1;
 	long differ = redis_differs(&e, 3, &first);
@@ -833,7 +839,8 @@ START_TEST(restore_round_trip_exact)
 	rkeys_congestion(key, sizeof(key), e.ids.stat[5], e.ids.chger[5]);
 	redis_cmd(e.r, 6, (const char *[]){"BITFIELD", key, "INCRBY", "u16", "#0", "1"}, NULL);
 	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
-	assert_contains(out, "0 counters written, 10000 existing kept");
+	snprintf(want, sizeof(want), "0 counters written, %ld existing kept", CHARGERS);
+	assert_contains(out, want);
 	free(out);
 	ck_assert_int_eq(redis_differs(&e, 3, &first), 1);
 	ck_assert_int_eq(first, 5);

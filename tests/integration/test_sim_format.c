@@ -489,7 +489,8 @@ static void check_coverage(const struct itest_sim *s, long n, long rows)
 
 START_TEST(pages_cover_all_records_once)
 {
-	static const long sizes[] = {10000, 25000};
+	/* under sanitizers a quarter: still several pages of each size */
+	const long sizes[] = {test_size(10000), test_size(25000)};
 	static const long rows[] = {9999, 1000, 777};
 	for (int si = 0; si < 2; si++) {
 		char n[32];
@@ -624,7 +625,7 @@ START_TEST(thirty_seven_million)
 	ck_assert_msg(first < 5.0, "first answer after %.2f s", first);
 	unsigned seed = 12345;
 	long peak = 0;
-	for (int i = 0; i < 20; i++) {
+	for (long i = 0; i < test_size(20); i++) {
 		long p = 1 + (long)(rand_r(&seed) % 3700);
 		char path[256], *body = NULL;
 		size_t len = 0;
