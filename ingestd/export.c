@@ -431,6 +431,7 @@ struct sources {
 	long long chargers_run; /* 0: none */
 	char chargers_status[16], chargers_finished[32];
 	long long congestion_run, congestion_snapshot; /* 0: none */
+	long long congestion_rows;		       /* what the snapshot row says it holds */
 	char congestion_taken[32];
 };
 
@@ -546,7 +547,8 @@ static const char sql_is_migrated[] =
 static const char sql_sources[] =
 	"SELECT extract(epoch FROM now())::bigint, r.id, r.status, "
 	"to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-	"s.id, s.run_id, to_char(s.taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+	"s.id, s.run_id, to_char(s.taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+	"s.rows "
 	"FROM (SELECT 1) one "
 	"LEFT JOIN LATERAL (SELECT id, status, finished_at FROM ingest_run WHERE job = 'chargers' "
 	"AND status IN ('ok', 'partial') ORDER BY id DESC LIMIT 1) r ON true "
@@ -585,6 +587,7 @@ static bool connect_db(struct job *job)
 	s->congestion_snapshot = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
 	s->congestion_run = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
 	snprintf(s->congestion_taken, sizeof(s->congestion_taken), "%s", PQgetvalue(res, 0, 6));
+	s->congestion_rows = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
 	PQclear(res);
 	cancel_handle = job->cancel = PQgetCancel(job->conn);
 	return true;
@@ -847,6 +850,17 @@ static bool run(struct job *job)
 	for (size_t i = 0; i < ARRAY_LEN(datasets); i++)
 		if (!export_dataset(job, &datasets[i]))
 			return false;
+	/* A snapshot whose partition retention dropped after this transaction
+	 * began reads as empty: refuse that rather than publish no counters. */
+	const struct gzout *cg = NULL;
+	for (size_t i = 0; i < job->nfiles; i++)
+		if (!strcmp(job->files[i].name, "congestion.csv.gz"))
+			cg = &job->files[i];
+	if (cg && job->src.congestion_snapshot && cg->rows != job->src.congestion_rows)
+		return fail(job, EXPORT_EXIT_DATABASE,
+			    "congestion: %lld rows read, snapshot %lld holds %lld (dropped while "
+			    "being read? run the export again)",
+			    cg->rows, job->src.congestion_snapshot, job->src.congestion_rows);
 	struct pgx_err err;
 	if (!pgx_commit(job->conn, &err))
 		return fail_db(job, "ending the read", &err);

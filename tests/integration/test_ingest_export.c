@@ -98,6 +98,8 @@ static const char seed_sql[] =
 	" (n * 13 + d * 24 + h) % 300, (n * 13 + d * 24 + h) % 300 / 3 "
 	"FROM (SELECT stat_id, chger_id, row_number() OVER (ORDER BY stat_id, chger_id) n "
 	" FROM charger) c, generate_series(0, 6) d, generate_series(0, 23) h WHERE n % 3 = 0;"
+	"UPDATE congestion_snapshot SET rows = (SELECT count(*) FROM congestion_history h "
+	" WHERE h.snapshot_id = congestion_snapshot.id);"
 	"ANALYZE;";
 
 struct env {
@@ -550,6 +552,15 @@ START_TEST(failure_keeps_previous_dump)
 	assert_contains(out, "interrupted by");
 	free(out);
 	dump_assert_same(e.dir, &before, "SIGTERM");
+
+	/* the snapshot holds other rows than its row says (retention dropped it
+	 * while the export read): 74, nothing published */
+	PQclear(itest_pg_exec(e.conn, "UPDATE congestion_snapshot SET rows = rows + 1 WHERE is_current"));
+	ck_assert_int_eq(export_run(&e, NULL, "--out", e.dir, NULL, &out), 74);
+	assert_contains(out, "dropped while being read");
+	free(out);
+	PQclear(itest_pg_exec(e.conn, "UPDATE congestion_snapshot SET rows = rows - 1 WHERE is_current"));
+	dump_assert_same(e.dir, &before, "snapshot rows differ");
 
 	/* a file it cannot create (a directory in the way of the chargers' temporary file): 73 */
 	char *blocker = path_in(e.dir, ".chargers.csv.gz.part");

@@ -1,5 +1,7 @@
 /* sha256 against FIPS 180-4 / NIST vectors and block-boundary lengths, one
- * shot and streamed in every split. */
+ * shot and streamed in every split; every vector twice: with the CPU's SHA
+ * instructions where it has them (case "vectors"), and with the portable
+ * code (case "portable"). */
 #include "testmain.h"
 
 #include <stdint.h>
@@ -128,17 +130,32 @@ START_TEST(million_a)
 }
 END_TEST
 
+static void use_portable(void)
+{
+	ck_assert(!sha256_use_hw(false));
+}
+
+static void use_default(void)
+{
+	(void)sha256_use_hw(true);
+}
+
 Suite *test_suite(void)
 {
 	Suite *s = suite_create("sha256");
-	TCase *tc = tcase_create("vectors");
-	tcase_add_loop_test(tc, known_text, 0, (int)(sizeof(text_vectors) / sizeof(text_vectors[0])));
-	tcase_add_loop_test(tc, known_pattern, 0,
-			    (int)(sizeof(pattern_vectors) / sizeof(pattern_vectors[0])));
-	tcase_add_loop_test(tc, streamed_splits, 0,
-			    (int)(sizeof(pattern_vectors) / sizeof(pattern_vectors[0])));
-	tcase_add_test(tc, byte_by_byte);
-	tcase_add_test(tc, million_a);
-	suite_add_tcase(s, tc);
+	for (int is_portable = 0; is_portable < 2; is_portable++) {
+		TCase *tc = tcase_create(is_portable ? "portable" : "vectors");
+		if (is_portable)
+			tcase_add_checked_fixture(tc, use_portable, use_default);
+		tcase_add_loop_test(tc, known_text, 0,
+				    (int)(sizeof(text_vectors) / sizeof(text_vectors[0])));
+		tcase_add_loop_test(tc, known_pattern, 0,
+				    (int)(sizeof(pattern_vectors) / sizeof(pattern_vectors[0])));
+		tcase_add_loop_test(tc, streamed_splits, 0,
+				    (int)(sizeof(pattern_vectors) / sizeof(pattern_vectors[0])));
+		tcase_add_test(tc, byte_by_byte);
+		tcase_add_test(tc, million_a);
+		suite_add_tcase(s, tc);
+	}
 	return s;
 }
