@@ -1071,6 +1071,41 @@ static bool path_is(const char *path, size_t len, const char *want)
 	return strlen(want) == len && memcmp(path, want, len) == 0;
 }
 
+/* /docs (the page) and the two Swagger UI files it loads. The files change
+ * only with the binary: clients may keep them a day; the page is checked
+ * each time (it names no version). */
+struct docs_file {
+	const char *path, *content_type, *cache;
+	const char *data, *end;
+};
+
+static const struct docs_file docs_files[] = {
+	{"/docs", "text/html; charset=utf-8", "no-cache", apid_docs_index_html,
+	 apid_docs_index_html_end},
+	{"/docs/", "text/html; charset=utf-8", "no-cache", apid_docs_index_html,
+	 apid_docs_index_html_end},
+	{"/docs/swagger-ui-bundle.js", "text/javascript; charset=utf-8", "public, max-age=86400",
+	 apid_docs_ui_js, apid_docs_ui_js_end},
+	{"/docs/swagger-ui.css", "text/css; charset=utf-8", "public, max-age=86400",
+	 apid_docs_ui_css, apid_docs_ui_css_end},
+};
+
+/* NULL: not a docs path. */
+static const struct docs_file *docs_find(const char *uri, size_t path_len)
+{
+	for (size_t i = 0; i < ARRAY_LEN(docs_files); i++)
+		if (path_is(uri, path_len, docs_files[i].path))
+			return &docs_files[i];
+	return NULL;
+}
+
+static void get_docs(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		     const struct docs_file *f)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", f->cache);
+	send_reply(w, req, rc, 200, f->content_type, f->data, (size_t)(f->end - f->data));
+}
+
 void routes_dispatch(struct worker *w, struct evhttp_request *req)
 {
 	struct route_ctx rc = {ROUTE_OTHER, mono_ns(), false};
@@ -1088,6 +1123,7 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 	/* match the path */
 	char station_id[STATION_ID_MAX];
 	bool has_station = false;
+	const struct docs_file *docs = NULL;
 	if (path_is(uri, path_len, "/stations"))
 		rc.route = ROUTE_STATIONS;
 	else if (path_is(uri, path_len, "/stations/summary"))
@@ -1110,6 +1146,8 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 		rc.route = ROUTE_METRICS;
 	else if (path_is(uri, path_len, "/openapi.json"))
 		rc.route = ROUTE_OPENAPI;
+	else if ((docs = docs_find(uri, path_len)) != NULL)
+		rc.route = ROUTE_OPENAPI; /* its human view: counted with it */
 	else if (path_len > 10 && memcmp(uri, "/stations/", 10) == 0) {
 		const char *seg = uri + 10;
 		size_t seg_len = path_len - 10;
@@ -1146,7 +1184,10 @@ void routes_dispatch(struct worker *w, struct evhttp_request *req)
 	case ROUTE_READYZ: get_readyz(w, req, &rc); return;
 	case ROUTE_METRICS: get_metrics(w, req, &rc); return;
 	case ROUTE_OPENAPI:
-		routes_reply(w, req, &rc, 200, apid_openapi_json, apid_openapi_json_len);
+		if (docs)
+			get_docs(w, req, &rc, docs);
+		else
+			routes_reply(w, req, &rc, 200, apid_openapi_json, apid_openapi_json_len);
 		return;
 	default: break;
 	}

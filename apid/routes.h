@@ -2,7 +2,7 @@
  * snapshot. Owns path matching, method checks (405 with Allow), parameter
  * rules per endpoint (through params.h; 400 names the parameter), the JSON
  * of every answer, the operational endpoints (/healthz, /readyz, /metrics,
- * /openapi.json), the answers to requests the screen refused (conn.h), and
+ * /openapi.json, and /docs: Swagger UI over it), the answers to requests the screen refused (conn.h), and
  * the one reply path every answer takes: headers (Content-Type, the stale
  * live-state header, Connection: close while draining), metrics by route
  * and status, and the connection's request accounting. Runs on worker
@@ -46,5 +46,13 @@ void routes_stream_end(struct worker *w, struct evhttp_request *req, const struc
  * Makefile into build/gen/openapi_json.c). */
 extern const char apid_openapi_json[];
 extern const size_t apid_openapi_json_len;
+
+/* The /docs page and the Swagger UI files it loads, each from its symbol to
+ * its _end symbol (embedded with .incbin by the Makefile into
+ * build/gen/docs_assets.c from apid/docs/index.html and npm's
+ * swagger-ui-dist). */
+extern const char apid_docs_index_html[], apid_docs_index_html_end[];
+extern const char apid_docs_ui_js[], apid_docs_ui_js_end[];
+extern const char apid_docs_ui_css[], apid_docs_ui_css_end[];
 
 #endif
