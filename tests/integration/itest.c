@@ -395,11 +395,14 @@ void itest_stop(struct itest_proc *proc)
 
 /* The file's content, or "" when it cannot be opened (a child's log may not
  * exist yet). */
-static char *read_file_or_empty(const char *path)
+static char *read_file_or_empty(const char *path, size_t *len_out)
 {
 	FILE *f = fopen(path, "rb");
-	if (!f)
+	if (!f) {
+		if (len_out)
+			*len_out = 0;
 		return strdup("");
+	}
 	char *data = NULL;
 	size_t len = 0;
 	FILE *mem = open_memstream(&data, &len);
@@ -409,18 +412,25 @@ static char *read_file_or_empty(const char *path)
 		fwrite(chunk, 1, n, mem);
 	fclose(mem);
 	fclose(f);
+	if (len_out)
+		*len_out = len;
 	return data;
 }
 
 char *itest_proc_output(const struct itest_proc *proc)
 {
-	return read_file_or_empty(proc->log);
+	return read_file_or_empty(proc->log, NULL);
+}
+
+char *itest_read_file_len(const char *path, size_t *len)
+{
+	ck_assert_msg(access(path, R_OK) == 0, "open %s", path);
+	return read_file_or_empty(path, len);
 }
 
 char *itest_read_file(const char *path)
 {
-	ck_assert_msg(access(path, R_OK) == 0, "open %s", path);
-	return read_file_or_empty(path);
+	return itest_read_file_len(path, NULL);
 }
 
 int itest_run(char *const argv[], char *const env_extra[], int timeout_ms, char **output)

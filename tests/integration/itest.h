@@ -28,6 +28,8 @@ char *itest_path(const char *relative);
 /* A whole file, NUL-terminated (caller frees); fails the test when it cannot
  * be opened. */
 char *itest_read_file(const char *path);
+/* The same, with its length (it may hold NUL bytes). */
+char *itest_read_file_len(const char *path, size_t *len);
 /* A fresh empty directory under TEST_TMPDIR. Caller frees. */
 char *itest_tmpdir(const char *label);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */

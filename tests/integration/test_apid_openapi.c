@@ -326,17 +326,7 @@ START_TEST(document_served_and_answers_valid)
 
 	/* the served document is the file */
 	char *path = itest_path("apid/openapi.json");
-	FILE *f = fopen(path, "rb");
-	ck_assert_ptr_nonnull(f);
-	char *file = NULL;
-	size_t file_len = 0;
-	FILE *mem = open_memstream(&file, &file_len);
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
+	char *file = itest_read_file(path);
 	free(path);
 	char *served = NULL;
 	ck_assert_int_eq(apid_get(&e, "/openapi.json", &served), 200);

@@ -47,23 +47,6 @@ static void write_file(const char *dir, const char *name, const char *text)
 	fclose(f);
 }
 
-static char *read_whole(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f, "open %s", path);
-	char *data = NULL;
-	size_t size = 0;
-	FILE *mem = open_memstream(&data, &size);
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, mem);
-	fclose(mem);
-	fclose(f);
-	*len = size;
-	return data;
-}
-
 /* The repository's migrations/ copied into a fresh temp dir (caller frees). */
 static char *copy_migrations(void)
 {
@@ -78,7 +61,7 @@ static char *copy_migrations(void)
 		char path[1024];
 		snprintf(path, sizeof(path), "%s/%s", src, e->d_name);
 		size_t len;
-		char *data = read_whole(path, &len);
+		char *data = itest_read_file_len(path, &len);
 		snprintf(path, sizeof(path), "%s/%s", dst, e->d_name);
 		FILE *f = fopen(path, "wb");
 		ck_assert_ptr_nonnull(f);
@@ -142,7 +125,7 @@ START_TEST(fresh_apply_creates_schema)
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/0001_init.sql", dir);
 	size_t len;
-	char *data = read_whole(path, &len);
+	char *data = itest_read_file_len(path, &len);
 	char hex[SHA256_HEX_LEN + 1];
 	sha256_hex(data, len, hex);
 	free(data);

@@ -29,6 +29,7 @@
 #include "kst.h"
 #include "rds.h"
 #include "rkeys.h"
+#include "sim_reference.h"
 
 
 /* The simulator's fixed clock: Monday 2024-05-06 14:30 Korea time, so every
@@ -159,47 +160,11 @@ static void sim_admin(const struct sim *s, const char *path_query)
 
 /* ---- the usage formula (the simulator's status model, recomputed) ---- */
 
-static uint64_t mix(uint64_t z)
-{
-	z += 0x9E3779B97F4A7C15ULL;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t H(uint64_t tag, uint64_t a, uint64_t b)
-{
-	return mix(mix(mix(SEED ^ tag) ^ a) ^ b);
-}
-
-static const int usage_pm[3][24] = {
-	{120, 100, 85,	75,  70,  75,  95,  130, 170, 200, 210, 220,
-	 230, 235, 240, 245, 255, 290, 340, 380, 400, 360, 280, 180},
-	{150, 120, 100, 85,  75,  75,  85,  110, 150, 210, 270, 310,
-	 330, 340, 345, 340, 330, 320, 310, 300, 290, 260, 220, 180},
-	{150, 125, 105, 90,  80,  75,  80,  100, 140, 190, 250, 290,
-	 310, 320, 320, 315, 310, 320, 330, 330, 310, 270, 210, 160},
-};
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-	int64_t q = a / b;
-	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-/* Is charger `slot` charging at t? Its timeline is cut in 30-minute slots
- * shifted by a per-charger phase; a slot charges when its draw falls under
- * the usage curve of its Korea-time weekday class and hour. */
+/* Is charger `slot` charging at t? (sim_reference.h) */
 static bool formula_charging(uint64_t slot, int64_t t)
 {
-	int64_t phase = (int64_t)(H(16, slot, 0) % 1800);
-	int64_t k = floor_div(t - phase, 1800);
-	int64_t start = k * 1800 + phase, local = start + 32400;
-	int wd = (int)((floor_div(local, 86400) + 4) % 7); /* 0 = Sunday */
-	int hour = (int)((local - floor_div(local, 86400) * 86400) / 3600);
-	int day_class = wd == 6 ? 1 : wd == 0 ? 2 : 0;
-	uint64_t x = H(17, slot, (uint64_t)k) % 1000000;
-	return x < (uint64_t)usage_pm[day_class][hour] * 1000;
+	return sim_ref_state(SEED, slot,
+			     sim_ref_floor_div(t - sim_ref_phase(SEED, slot), 1800)) == 3;
 }
 
 /* ---- Redis ---- */

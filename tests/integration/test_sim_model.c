@@ -15,34 +15,22 @@
 #include <yajl/yajl_tree.h>
 
 #include "itest.h"
+#include "sim_reference.h"
 #include "testmain.h"
 
 /* ---- the reference model (docs/simulator.md) ---- */
-
-static uint64_t mix(uint64_t z)
-{
-	z += 0x9E3779B97F4A7C15ULL;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t H(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b)
-{
-	return mix(mix(mix(seed ^ tag) ^ a) ^ b);
-}
 
 static const int size_cum[20] = {420, 670, 790, 880, 915, 940, 955, 967, 975, 980,
 				 982, 984, 986, 988, 990, 992, 994, 996, 998, 1000};
 
 static void layout(uint64_t seed, uint64_t block, int start[13])
 {
-	int size[12], r = (int)(H(seed, 1, block, 0) % 12), left = 30, done = 0;
+	int size[12], r = (int)(sim_ref_hash(seed, 1, block, 0) % 12), left = 30, done = 0;
 	for (int k = 0; k < 12; k++) {
 		if (k == r)
 			continue;
 		done++;
-		int x = (int)(H(seed, 2, block, (uint64_t)k) % 1000), s = 1;
+		int x = (int)(sim_ref_hash(seed, 2, block, (uint64_t)k) % 1000), s = 1;
 		while (x >= size_cum[s - 1])
 			s++;
 		if (s > left - (12 - done))
@@ -86,7 +74,7 @@ static void key_of(uint64_t seed, uint64_t slot, char out[16])
 {
 	struct ref_loc loc;
 	locate(seed, slot, &loc);
-	int x = (int)(H(seed, 3, loc.u, 0) % 1000), cum = 0, op = 0;
+	int x = (int)(sim_ref_hash(seed, 3, loc.u, 0) % 1000), cum = 0, op = 0;
 	for (; op < 18; op++) {
 		cum += ops[op].weight;
 		if (x < cum)
@@ -101,41 +89,6 @@ static void key_of(uint64_t seed, uint64_t slot, char out[16])
 	memcpy(out, buf, 12);
 }
 
-static const int usage[3][24] = {
-	{120, 100, 85,	75,  70,  75,  95,  130, 170, 200, 210, 220,
-	 230, 235, 240, 245, 255, 290, 340, 380, 400, 360, 280, 180},
-	{150, 120, 100, 85,  75,  75,  85,  110, 150, 210, 270, 310,
-	 330, 340, 345, 340, 330, 320, 310, 300, 290, 260, 220, 180},
-	{150, 125, 105, 90,  80,  75,  80,  100, 140, 190, 250, 290,
-	 310, 320, 320, 315, 310, 320, 330, 330, 310, 270, 210, 160},
-};
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-	int64_t q = a / b;
-	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static int usage_pm(int64_t t)
-{
-	int64_t local = t + 32400, day = floor_div(local, 86400);
-	int wd = (int)(((day + 4) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
-	int hour = (int)((local - day * 86400) / 3600);
-	return usage[wd == 6 ? 1 : wd == 0 ? 2 : 0][hour];
-}
-
-static int64_t phase_of(uint64_t seed, uint64_t slot)
-{
-	return (int64_t)(H(seed, 16, slot, 0) % 1800);
-}
-
-static int state(uint64_t seed, uint64_t slot, int64_t j)
-{
-	uint64_t x = H(seed, 17, slot, (uint64_t)j) % 1000000;
-	uint64_t p = (uint64_t)usage_pm(j * 1800 + phase_of(seed, slot)) * 1000;
-	return x < p ? 3 : x < 990000 ? 2 : x < 994000 ? 1 : x < 996000 ? 4 : x < 998000 ? 5 : 9;
-}
-
 #define NONE INT64_MIN
 struct ref_status {
 	int stat;
@@ -144,20 +97,20 @@ struct ref_status {
 
 static void ref_status(uint64_t seed, uint64_t slot, int64_t t, struct ref_status *r)
 {
-	int64_t ph = phase_of(seed, slot), k = floor_div(t - ph, 1800), oldest = k - 48;
-	int now = state(seed, slot, k);
+	int64_t ph = sim_ref_phase(seed, slot), k = sim_ref_floor_div(t - ph, 1800), oldest = k - 48;
+	int now = sim_ref_state(seed, slot, k);
 	int64_t j = k;
-	while (j > oldest && state(seed, slot, j - 1) == now)
+	while (j > oldest && sim_ref_state(seed, slot, j - 1) == now)
 		j--;
 	r->stat = now;
 	r->upd = j * 1800 + ph;
 	r->now_start = now == 3 ? r->upd : NONE;
 	r->last_start = r->last_end = NONE;
 	for (int64_t e = k; e > oldest; e--) {
-		if (state(seed, slot, e - 1) == 3 && state(seed, slot, e) != 3) {
+		if (sim_ref_state(seed, slot, e - 1) == 3 && sim_ref_state(seed, slot, e) != 3) {
 			r->last_end = e * 1800 + ph;
 			int64_t s = e - 1;
-			while (s > oldest && state(seed, slot, s - 1) == 3)
+			while (s > oldest && sim_ref_state(seed, slot, s - 1) == 3)
 				s--;
 			r->last_start = s * 1800 + ph;
 			break;
@@ -168,9 +121,9 @@ static void ref_status(uint64_t seed, uint64_t slot, int64_t t, struct ref_statu
 /* changed: a slot boundary in (t - 60M, t] where the state differs */
 static bool ref_changed(uint64_t seed, uint64_t slot, int64_t t, int minutes)
 {
-	int64_t ph = phase_of(seed, slot);
-	for (int64_t j = floor_div(t - ph, 1800); j * 1800 + ph > t - minutes * 60; j--)
-		if (state(seed, slot, j) != state(seed, slot, j - 1))
+	int64_t ph = sim_ref_phase(seed, slot);
+	for (int64_t j = sim_ref_floor_div(t - ph, 1800); j * 1800 + ph > t - minutes * 60; j--)
+		if (sim_ref_state(seed, slot, j) != sim_ref_state(seed, slot, j - 1))
 			return true;
 	return false;
 }
@@ -414,19 +367,18 @@ START_TEST(usage_curve_frequencies)
 	itest_sim_start(&s, args);
 	struct {
 		const char *ts;
-		int day_class, hour;
 	} points[] = {
-		{"20240605205959", 0, 20}, /* Wednesday 20h: the weekday peak */
-		{"20240605045959", 0, 4},  /* Wednesday 04h: the trough */
-		{"20240608145959", 1, 14}, /* Saturday 14h */
-		{"20240609105959", 2, 10}, /* Sunday 10h */
+		{"20240605205959"}, /* Wednesday 20h: the weekday peak */
+		{"20240605045959"}, /* Wednesday 04h: the trough */
+		{"20240608145959"}, /* Saturday 14h */
+		{"20240609105959"}, /* Sunday 10h */
 	};
 	long other = 0, samples = 0;
 	double rate[4];
 	for (int i = 0; i < 4; i++) {
 		long counts[10];
 		count_states(&s, points[i].ts, n, counts);
-		double p = usage[points[i].day_class][points[i].hour] / 1000.0;
+		double p = sim_ref_usage_pm(kst(points[i].ts)) / 1000.0;
 		double sigma = sqrt(n * p * (1 - p));
 		ck_assert_msg(fabs((double)counts[3] - n * p) < 4 * sigma,
 			      "%s: %ld charging, expected %.0f +- %.0f", points[i].ts, counts[3],
@@ -458,8 +410,8 @@ static bool ref_removed_at(uint64_t n, int e, uint64_t slot)
 		return false;
 	struct ref_loc loc;
 	locate(SEED, slot, &loc);
-	return H(SEED, 18, (uint64_t)e, loc.u) % 1000 < 2 ||
-	       H(SEED, 19, (uint64_t)e, slot) % 1000 < 2;
+	return sim_ref_hash(SEED, 18, (uint64_t)e, loc.u) % 1000 < 2 ||
+	       sim_ref_hash(SEED, 19, (uint64_t)e, slot) % 1000 < 2;
 }
 
 static bool ref_changed_at(uint64_t n, int e, uint64_t slot)
@@ -467,8 +419,8 @@ static bool ref_changed_at(uint64_t n, int e, uint64_t slot)
 	struct ref_loc loc;
 	locate(SEED, slot, &loc);
 	bool station =
-		loc.first < slots_at(n, e - 1) && H(SEED, 20, (uint64_t)e, loc.u) % 1000 < 10;
-	bool charger = slot < slots_at(n, e - 1) && H(SEED, 21, (uint64_t)e, slot) % 1000 < 10;
+		loc.first < slots_at(n, e - 1) && sim_ref_hash(SEED, 20, (uint64_t)e, loc.u) % 1000 < 10;
+	bool charger = slot < slots_at(n, e - 1) && sim_ref_hash(SEED, 21, (uint64_t)e, slot) % 1000 < 10;
 	return station || charger;
 }
 
