@@ -15,33 +15,22 @@
 # (as tests/bench/ingest_congestion.sh does), stations and chargers made by
 # SQL from the snapshot's chargers with text of realistic length.
 # N = 230,000 (38.6M congestion rows); BENCH_QUICK=1: 2,000.
-# BENCH_SIZES="N ..." overrides. Starts its own PostgreSQL and Redis
-# (tests/harness/stores.sh); a trap stops both and removes the directory.
+# BENCH_SIZES="N ..." overrides. Its own PostgreSQL and Redis (lib.sh),
+# stopped and removed on exit.
 # Needs about 12 GB of disk at 230,000.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-if [ "${BENCH_QUICK:-0}" = 1 ]; then SIZES=${BENCH_SIZES:-"2000"}; else
-	SIZES=${BENCH_SIZES:-"230000"}; fi
+. "$(dirname "$0")/lib.sh"
+bench_init ingest_export psql redis-cli cc python3
+if [ "$QUICK" = 1 ]; then SIZES=${BENCH_SIZES:-"2000"}; else SIZES=${BENCH_SIZES:-"230000"}; fi
 REPEAT=${BENCH_REPEAT:-2}
-DIR=$(mktemp -d /tmp/evbench.XXXXXX)
-chmod 0755 "$DIR"
-cleanup() {
-	"$ROOT/tests/harness/stores.sh" stop "$DIR" >/dev/null 2>&1 || true
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+DIR=$BENCH_DIR
 
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 now() { date +%s.%N; }
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 cc -O2 -o "$DIR/cgfill" "$ROOT/tests/bench/cgfill.c"
-PG=$("$ROOT/tests/harness/stores.sh" pg-start "$DIR")
-REDIS=$("$ROOT/tests/harness/stores.sh" redis-start "$DIR")
-BASE=${PG%/postgres}
-RPORT=${REDIS##*:}
-RPORT=${RPORT%%/*}
+bench_stores pg redis
 
 # The export's queries (ingestd/export.c builds them from its column lists;
 # keep these in step).
@@ -63,14 +52,13 @@ for CHARGERS in $SIZES; do
 	n=$((n + 1))
 	echo
 	echo "== $CHARGERS chargers"
-	redis-cli -p "$RPORT" FLUSHALL >/dev/null
-	"$DIR/cgfill" "$CHARGERS" 7 | redis-cli -p "$RPORT" --pipe >"$DIR/fill.log"
+	redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+	"$DIR/cgfill" "$CHARGERS" 7 | redis-cli -p "$REDIS_PORT" --pipe >"$DIR/fill.log"
 	DB=bench_export$n
-	psql "$PG" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-	URL=$BASE/$DB
-	DATABASE_URL=$URL LOG_FORMAT=json "$ROOT/bin/ingestd" migrate >/dev/null 2>&1
+	bench_db "$DB"
+	URL=$PG_URL
 	t0=$(now)
-	DATABASE_URL=$URL REDIS_URL=$REDIS LOG_FORMAT=json "$ROOT/bin/ingestd" congestion >"$DIR/snapshot.log" 2>&1 ||
+	DATABASE_URL=$URL REDIS_URL=$REDIS_URL LOG_FORMAT=json "$BIN/ingestd" congestion >"$DIR/snapshot.log" 2>&1 ||
 		{ tail -n 5 "$DIR/snapshot.log" >&2; echo "ingest_export: ingestd congestion failed" >&2; exit 1; }
 	echo "congestion snapshot loaded in $(calc "$(now) - $t0") s"
 	# Stations and chargers of the snapshot's ids, with text of the public
@@ -108,7 +96,7 @@ for CHARGERS in $SIZES; do
 		BEST_REF=$(calc "($BEST_REF == 0 || $s < $BEST_REF) ? $s : $BEST_REF")
 
 		t0=$(now)
-		DATABASE_URL=$URL LOG_FORMAT=json "$ROOT/bin/ingestd" export --out "$DIR/out" >"$DIR/export.log" 2>&1 &
+		DATABASE_URL=$URL LOG_FORMAT=json "$BIN/ingestd" export --out "$DIR/out" >"$DIR/export.log" 2>&1 &
 		pid=$!
 		hwm=0
 		while kill -0 "$pid" 2>/dev/null; do
@@ -131,7 +119,7 @@ print([f['rows'] for f in m['files'] if f['name']=='$1'][0])")
 		[ "$got" = "$2" ] || { echo "ingest_export: manifest says $got rows in $1, want $2" >&2; exit 1; }
 	done
 	DUMP=$(du -sk "$DIR/out" | cut -f1)
-	psql "$PG" -c "DROP DATABASE $DB" >/dev/null
+	psql "$PG_ADMIN" -c "DROP DATABASE $DB" >/dev/null
 	REF_RATE=$(calc "$ROWS / $BEST_REF")
 	EXP_RATE=$(calc "$ROWS / $BEST_EXP")
 	LINE=$(printf '%d rows (%d chargers): COPY TO STDOUT %.1f s, %.0f rows/s; ingestd export %.1f s, %.0f rows/s; ratio %.2f (target >= 0.50); export peak RSS %.1f MiB; dump %.1f MiB' \
