@@ -35,6 +35,9 @@ struct stats {
 	enum stats_state state;
 	struct event *timer; /* retry or connect deadline */
 	int64_t retry_ms;
+	int setup_left;	     /* AUTH/SELECT replies still awaited */
+	char last_why[160];  /* the last failure logged: repeats are not */
+	bool refused;	     /* this connection's AUTH/SELECT failed (logged) */
 	size_t pending;
 	bool closing;
 };
@@ -59,10 +62,30 @@ static void schedule(struct stats *st, int64_t ms)
 	evtimer_add(st->timer, &tv);
 }
 
+/* Once per failure reason until a connection is fully set up again: a
+ * wrong password otherwise logs at every retry of every worker. */
+static void warn_once(struct stats *st, const char *what, const char *why)
+{
+	char text[sizeof(st->last_why)];
+	snprintf(text, sizeof(text), "%s: %s", what, why);
+	if (strcmp(text, st->last_why) == 0)
+		return;
+	snprintf(st->last_why, sizeof(st->last_why), "%s", text);
+	log_warn("statistics: Redis %s", text);
+}
+
+/* Connected and AUTH/SELECT accepted: the backoff starts over. */
+static void set_up(struct stats *st)
+{
+	st->retry_ms = RETRY_FIRST_MS;
+	st->last_why[0] = '\0';
+}
+
 static void down(struct stats *st, const char *why)
 {
-	if (st->state != STATS_DOWN && !st->closing)
-		log_warn("statistics: Redis connection lost: %s", why);
+	if (st->state != STATS_DOWN && !st->closing && !st->refused)
+		warn_once(st, "connection lost", why);
+	st->refused = false;
 	metric_inc(st->meters->redis_errors);
 	st->ac = NULL;
 	st->state = STATS_DOWN;
@@ -81,7 +104,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	st->state = STATS_READY;
-	st->retry_ms = RETRY_FIRST_MS;
+	if (st->setup_left == 0)
+		set_up(st);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -93,9 +117,15 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
 	redisReply *reply = r;
+	struct stats *st = ac->data;
 	if (reply && reply->type == REDIS_REPLY_ERROR) {
-		log_warn("statistics: Redis refused %s: %s", (const char *)privdata, reply->str);
+		char what[32];
+		snprintf(what, sizeof(what), "refused %s", (const char *)privdata);
+		warn_once(st, what, reply->str);
+		st->refused = true; /* the disconnect that follows is ours */
 		redisAsyncDisconnect(ac);
+	} else if (reply && --st->setup_left == 0) {
+		set_up(st);
 	}
 }
 
@@ -120,6 +150,7 @@ static void connect_redis(struct stats *st)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	st->ac = ac;
 	st->state = STATS_CONNECTING;
+	st->setup_left = (st->url.has_password ? 1 : 0) + (st->url.db ? 1 : 0);
 	if (st->url.has_password) {
 		const char *argv[3] = {"AUTH", st->url.user, st->url.password};
 		if (st->url.user[0])

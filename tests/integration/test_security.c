@@ -381,11 +381,17 @@ START_TEST(no_secret_in_any_log_line)
 	free(log);
 	apid_stop(&e);
 	e.redis_url = redis_bad;
-	apid_start(&e, (char *[]){"LOG_LEVEL=debug", NULL}, false);
-	usleep(1500000); /* it retries Redis and logs why */
+	apid_start(&e, (char *[]){"LOG_LEVEL=debug", "APID_WORKERS=2", NULL}, false);
+	usleep(3000000); /* it retries Redis and logs why */
 	log = itest_proc_output(&e.proc);
 	assert_no_secret("apid (wrong Redis password)", log);
 	ck_assert_msg(strstr(log, "WRONGPASS"), "no Redis AUTH error logged: %s", log);
+	/* once per worker, not at every retry (each 250 ms at first) */
+	int refusals = 0;
+	for (const char *p = log; (p = strstr(p, "statistics: Redis refused AUTH")); p++)
+		refusals++;
+	ck_assert_msg(refusals >= 1 && refusals <= 2,
+		      "%d statistics refusals logged in 3 s, expected one per worker (2)", refusals);
 	free(log);
 	apid_stop(&e);
 	free(e.ro_url);
