@@ -60,33 +60,51 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The next gram of a normalized text from byte *i on (prev: the code
+ * point before, 0 at the start or after a separator). False at the end. */
+static bool next_gram(const char *text, size_t len, size_t *i, uint32_t *prev, uint32_t *key)
+{
+	while (*i < len) {
+		uint32_t cp;
+		*i += utf8_decode(text + *i, len - *i, &cp);
+		if (cp == (uint32_t)SEARCH_FIELD_SEP || cp == UTF8_INVALID) {
+			*prev = 0;
+			continue;
+		}
+		uint32_t before = *prev;
+		*prev = cp;
+		if (before) {
+			*key = gram_key(before, cp);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Append v to the array *a of *n items (capacity *cap, grown by doubling). */
+static bool push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+{
+	if (*n == *cap) {
+		size_t grown = *cap ? *cap * 2 : 64;
+		uint32_t *more = realloc(*a, grown * sizeof(**a));
+		if (!more)
+			return false;
+		*a = more;
+		*cap = grown;
+	}
+	(*a)[(*n)++] = v;
+	return true;
+}
+
 /* The distinct grams of a normalized text into *grams (grown as needed);
  * returns how many, or -1 when memory runs out. */
 static long distinct_grams(const char *text, uint32_t **grams, size_t *cap)
 {
-	size_t n = 0, len = strlen(text);
-	uint32_t prev = 0; /* 0: none (start or after a separator) */
-	for (size_t i = 0; i < len;) {
-		uint32_t cp;
-		size_t step = utf8_decode(text + i, len - i, &cp);
-		i += step;
-		if (cp == (uint32_t)SEARCH_FIELD_SEP || cp == UTF8_INVALID) {
-			prev = 0;
-			continue;
-		}
-		if (prev) {
-			if (n == *cap) {
-				size_t grown = *cap ? *cap * 2 : 64;
-				uint32_t *more = realloc(*grams, grown * sizeof(**grams));
-				if (!more)
-					return -1;
-				*grams = more;
-				*cap = grown;
-			}
-			(*grams)[n++] = gram_key(prev, cp);
-		}
-		prev = cp;
-	}
+	size_t n = 0, len = strlen(text), i = 0;
+	uint32_t prev = 0, key;
+	while (next_gram(text, len, &i, &prev, &key))
+		if (!push_u32(grams, &n, cap, key))
+			return -1;
 	if (n > 1) {
 		qsort(*grams, n, sizeof(**grams), cmp_u32);
 		size_t w = 1;
@@ -145,46 +163,49 @@ static struct slot *add_slot(struct search_index *idx, uint32_t key)
 	return &idx->slots[i];
 }
 
+/* Append to *all the grams of document d not yet seen in it, counting
+ * each in its slot: a slot's `fill` holds the last document that counted
+ * it, plus one (so no per-document sort is needed to drop repeats; the
+ * offsets pass resets it). Returns how many, or -1 when memory runs out. */
+static long add_document(struct search_index *idx, const char *text, uint32_t d, uint32_t **all,
+			 size_t *all_cap)
+{
+	size_t len = strlen(text), start = idx->npostings, i = 0;
+	uint32_t prev = 0, key;
+	while (next_gram(text, len, &i, &prev, &key)) {
+		struct slot *s = add_slot(idx, key);
+		if (!s)
+			return -1;
+		if (s->fill == d + 1)
+			continue;
+		s->fill = d + 1;
+		s->count++;
+		if (!push_u32(all, &idx->npostings, all_cap, key))
+			return -1;
+	}
+	return (long)(idx->npostings - start);
+}
+
 struct search_index *search_build(const char *const *docs, uint32_t ndocs)
 {
 	struct search_index *idx = calloc(1, sizeof(*idx));
-	uint32_t *grams = NULL, *all = NULL, *counts = NULL;
-	size_t cap = 0, all_cap = 0;
+	uint32_t *all = NULL, *counts = NULL;
+	size_t all_cap = 0;
 	if (!idx || !grow_table(idx) || !(counts = malloc(((size_t)ndocs + 1) * sizeof(*counts))))
 		goto fail;
 	idx->ndocs = ndocs;
 	/* pass 1: each document's distinct grams, kept in order, and how many
 	 * documents hold each gram */
 	for (uint32_t d = 0; d < ndocs; d++) {
-		long n = distinct_grams(docs[d], &grams, &cap);
-		if (n < 0)
+		long n = add_document(idx, docs[d], d, &all, &all_cap);
+		if (n < 0 || idx->npostings > UINT32_MAX)
 			goto fail;
-		if (idx->npostings + (size_t)n > all_cap) {
-			size_t grown = all_cap ? all_cap * 2 : 1u << 16;
-			while (grown < idx->npostings + (size_t)n)
-				grown *= 2;
-			uint32_t *more = realloc(all, grown * sizeof(*all));
-			if (!more)
-				goto fail;
-			all = more;
-			all_cap = grown;
-		}
-		for (long i = 0; i < n; i++) {
-			struct slot *s = add_slot(idx, grams[i]);
-			if (!s)
-				goto fail;
-			s->count++;
-		}
-		if (n > 0)
-			memcpy(all + idx->npostings, grams, (size_t)n * sizeof(*grams));
-		idx->npostings += (size_t)n;
 		counts[d] = (uint32_t)n;
 	}
-	if (idx->npostings > UINT32_MAX)
-		goto fail;
 	uint32_t offset = 0;
 	for (size_t i = 0; i <= idx->mask; i++) {
 		idx->slots[i].start = offset;
+		idx->slots[i].fill = 0;
 		offset += idx->slots[i].count;
 	}
 	/* pass 2: the postings, in document order; the gram list becomes them */
@@ -198,12 +219,10 @@ struct search_index *search_build(const char *const *docs, uint32_t ndocs)
 			idx->postings[s->start + s->fill++] = d;
 		}
 	}
-	free(grams);
 	free(all);
 	free(counts);
 	return idx;
 fail:
-	free(grams);
 	free(all);
 	free(counts);
 	search_free(idx);

@@ -69,7 +69,8 @@ struct snap {
 	uint64_t version; /* build number in this process, from 1 */
 	int64_t run_id;	  /* newest finished ingest run seen when building; 0 none */
 	time_t built_at;
-	double build_seconds;
+	double build_seconds;	  /* wall clock, PostgreSQL's share included */
+	double build_cpu_seconds; /* the building thread's CPU time */
 	uint32_t nstations, nchargers;
 	struct snap_station *stations;
 	struct snap_charger *chargers;
