@@ -465,6 +465,20 @@ static void put_marker(struct buf *t, const struct snap *s, const struct snap_st
 	buf_puts(t, ",\"availableCount\":");
 }
 
+/* The most put_marker can write for a station: the fixed text, two
+ * coordinates and the id and name escaped (at most 6 bytes per byte). */
+static size_t marker_room(const struct snap_builder *b, const struct snap_station *st)
+{
+	return 256 + 6 * (strlen(text_of(b, st->id)) + strlen(text_of(b, st->name)));
+}
+
+/* The most put_search_text can write: normalizing never lengthens. */
+static size_t search_room(const struct snap_builder *b, const struct snap_station *st)
+{
+	return 8 + strlen(text_of(b, st->name)) + strlen(text_of(b, st->addr)) +
+	       strlen(text_of(b, st->busi_nm)) + strlen(text_of(b, st->bnm));
+}
+
 static void put_search_text(struct buf *t, const struct snap *s, const struct snap_station *st)
 {
 	const uint32_t fields[] = {st->name, st->addr, st->busi_nm, st->bnm};
@@ -765,28 +779,31 @@ struct snap *snap_builder_finish(struct snap_builder *b, char *err, size_t errle
 		goto oom;
 	}
 	b->stations = NULL;
-	/* The markers and search texts are written to a buffer of their own
-	 * (they quote the arena, which must not move meanwhile), then
-	 * appended to it. */
+	/* The markers and search texts go after the arena's text, which they
+	 * quote: room for the most they can take is reserved first, so the
+	 * arena does not move while they are written (no second buffer to
+	 * fill, fault in and copy over). */
 	struct buf *t = &b->arena.text;
-	struct buf extra = BUF_INIT;
+	size_t room = 0;
+	for (uint32_t i = 0; i < kept; i++)
+		room += marker_room(b, &s->stations[i]) + search_room(b, &s->stations[i]);
+	if (!buf_reserve(t, room))
+		goto oom;
 	s->text = t->data;
+	size_t limit = t->len + room;
 	for (uint32_t i = 0; i < kept; i++) {
 		struct snap_station *st = &s->stations[i];
-		st->marker = (uint32_t)extra.len;
-		put_marker(&extra, s, st);
-		st->marker_len = (uint32_t)(extra.len - st->marker);
-		st->search = (uint32_t)extra.len;
-		put_search_text(&extra, s, st);
+		st->marker = (uint32_t)t->len;
+		put_marker(t, s, st);
+		st->marker_len = (uint32_t)(t->len - st->marker);
+		st->search = (uint32_t)t->len;
+		put_search_text(t, s, st);
 	}
-	size_t base = t->len;
-	buf_append(t, extra.data ? extra.data : "", extra.len);
-	buf_free(&extra);
 	if (!buf_ok(t) || t->len > UINT32_MAX)
 		goto oom;
-	for (uint32_t i = 0; i < kept; i++) {
-		s->stations[i].marker += (uint32_t)base;
-		s->stations[i].search += (uint32_t)base;
+	if (t->len > limit || t->data != s->text) {
+		errf(err, errlen, "read model: markers outgrew their room"); /* a bug */
+		goto fail;
 	}
 	s->text = buf_detach(t, &s->text_len);
 	if (!s->text)
