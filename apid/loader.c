@@ -281,15 +281,11 @@ static bool connect_pg(struct loader *l)
 	return true;
 }
 
-static void read_notifications(struct loader *l)
+/* The notifications libpq already holds. Any query (the ingest_run check,
+ * the change feed's) reads those that arrive with its answer into libpq's
+ * queue, where a poll on the socket never sees them. */
+static void take_queued_notifications(struct loader *l)
 {
-	if (!l->conn)
-		return;
-	if (!PQconsumeInput(l->conn)) {
-		failure(l, "PostgreSQL connection lost", PQerrorMessage(l->conn));
-		drop_connection(l);
-		return;
-	}
 	PGnotify *n;
 	while ((n = PQnotifies(l->conn)) != NULL) {
 		if (strcmp(n->relname, l->cfg.notify_channel) == 0) {
@@ -300,9 +296,26 @@ static void read_notifications(struct loader *l)
 	}
 }
 
+static void read_notifications(struct loader *l)
+{
+	if (!l->conn)
+		return;
+	if (!PQconsumeInput(l->conn)) {
+		failure(l, "PostgreSQL connection lost", PQerrorMessage(l->conn));
+		drop_connection(l);
+		return;
+	}
+	take_queued_notifications(l);
+}
+
 /* Wait up to timeout_ms for a notification, a request or stop. */
 static void wait_for_work(struct loader *l, int64_t timeout_ms)
 {
+	if (l->conn) {
+		take_queued_notifications(l);
+		if (l->notified)
+			return;
+	}
 	struct pollfd fds[2] = {{.fd = l->wake_fd, .events = POLLIN}, {.fd = -1}};
 	if (l->conn)
 		fds[1] = (struct pollfd){.fd = PQsocket(l->conn), .events = POLLIN};

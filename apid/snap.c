@@ -1,10 +1,13 @@
 #include "snap.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "json.h"
@@ -16,6 +19,9 @@
  * of the globe that the grid would pass GRID_MAX_CELLS. */
 #define GRID_CELL_DEGREES 0.01
 #define GRID_MAX_CELLS	  (4u << 20)
+/* Snapshots at least this big are freed off the thread that dropped the
+ * last reference (snap_unref). */
+#define SNAP_RECLAIM_BYTES (16u << 20)
 /* Strings at most this long are interned: operator names and codes, hours,
  * charger ids and types repeat across the whole data set. */
 #define INTERN_MAX_LEN 64
@@ -856,10 +862,8 @@ struct snap *snap_ref(struct snap *s)
 	return s;
 }
 
-void snap_unref(struct snap *s)
+static void snap_free(struct snap *s)
 {
-	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
-		return;
 	free(s->stations);
 	free(s->chargers);
 	free((void *)s->live);
@@ -872,6 +876,39 @@ void snap_unref(struct snap *s)
 	free(s->cities);
 	free(s->filters_json);
 	free(s);
+}
+
+static void *free_in_background(void *arg)
+{
+	/* raising one's own nice value needs no privilege */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0)
+		log_debug("read model: reclaim thread stays at its nice value");
+	snap_free(arg);
+	return NULL;
+}
+
+void snap_unref(struct snap *s)
+{
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	/* The last reference is mostly dropped by an HTTP worker (the last
+	 * to swap to the next model). Unmapping a big model there stalls
+	 * every connection of that worker: a p99 spike per rebuild. A big
+	 * one goes back on a detached thread at nice 19; a small one, or
+	 * when no thread can be started, here. */
+	if (s->memory_bytes >= SNAP_RECLAIM_BYTES) {
+		pthread_attr_t attr;
+		pthread_t thread;
+		if (pthread_attr_init(&attr) == 0) {
+			bool started =
+				pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+				pthread_create(&thread, &attr, free_in_background, s) == 0;
+			pthread_attr_destroy(&attr);
+			if (started)
+				return;
+		}
+	}
+	snap_free(s);
 }
 
 /* ---- reading ---- */
