@@ -320,6 +320,12 @@ static int serve(struct apid_settings *st, const struct cli *cli)
 	 * to the system (glibc's default threshold rises after the first big
 	 * free, and the heap then keeps every old snapshot's pages). */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	/* With the threshold fixed, the trim threshold stays at its 128 KiB
+	 * default: a worker whose arena top passed it gave the pages back at a
+	 * free and faulted them in again at the next request. With 1,000 SSE
+	 * streams open that churn cost /stations 0.4 x its requests/s
+	 * (tests/bench/apid_feed.sh). An arena keeps at most 64 MiB it once used. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	if (!registry || !meters_setup(&meters, registry) || !conn_setup()) {
 		log_error("start-up failed: metrics or random token");
 		rc = EXIT_SOFTWARE;

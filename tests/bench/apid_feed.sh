@@ -3,7 +3,8 @@
 #   1,000 Server-Sent Events clients of GET /stations/changes (ssewatch.c);
 #   a status change written to ev:changes as realtimed writes it (XADD) must
 #   reach every one of them within 1 s (5 rounds: p50/p99/max per round),
-#   while wrk -t2 -c64 asks for a /stations box of about 100 stations; the
+#   while wrk -t2 -c64 asks for a /stations box of about 100 stations (all
+#   streams are open before wrk starts; the rounds spread over its run); the
 #   same wrk run without the streams, just before, is the reference (p99 and
 #   requests/s, and their ratio).
 # Sizes: 10,000 stations of 2 chargers in a 1 x 1 degree area; 10 s wrk runs
@@ -36,12 +37,25 @@ BOX_STATIONS=$(curl -sf "http://127.0.0.1:$PORT$BOX" | grep -o '"stationId"' | w
 "${WRK[@]}" "http://127.0.0.1:$PORT$BOX" >"$TMP/wrk-alone.txt"
 read -r RPS_ALONE P99_ALONE < <(wrk_figures "$TMP/wrk-alone.txt")
 
+# Every stream open first (1,000 connects are not what is measured), then
+# wrk, and the rounds of changes spread over its run.
+SSEWATCH_GO=$TMP/go SSEWATCH_GAP_MS=$((${DURATION%s} * 150)) \
+	"$TMP/ssewatch" "$PORT" "$CLIENTS" 5 "$REDIS_PORT" >"$TMP/watch.txt" &
+WATCH_PID=$!
+bench_track "$WATCH_PID"
+for _ in $(seq 1 600); do
+	grep -q '^streams: ' "$TMP/watch.txt" 2>/dev/null && break
+	kill -0 "$WATCH_PID" 2>/dev/null || break
+	sleep 0.1
+done
 "${WRK[@]}" "http://127.0.0.1:$PORT$BOX" >"$TMP/wrk-feed.txt" &
 WRK_PID=$!
 bench_track "$WRK_PID"
 sleep 0.5
+touch "$TMP/go"
 WATCH_RC=0
-"$TMP/ssewatch" "$PORT" "$CLIENTS" 5 "$REDIS_PORT" | tee "$TMP/watch.txt" || WATCH_RC=$?
+wait "$WATCH_PID" || WATCH_RC=$?
+cat "$TMP/watch.txt"
 wait "$WRK_PID"
 read -r RPS_FEED P99_FEED < <(wrk_figures "$TMP/wrk-feed.txt")
 

@@ -6,7 +6,10 @@
  * does (XADD) and times, per client, until the event whose id starts with
  * that entry's id arrived. Prints one line per round (clients reached,
  * p50/p99/max in ms from the XADD's reply) and exits 1 when a client was
- * not reached within 10 s or a stream ended. Built by apid_feed.sh. */
+ * not reached within 10 s or a stream ended. Built by apid_feed.sh.
+ * With SSEWATCH_GO=FILE, the rounds wait (at most 60 s) until FILE exists,
+ * so that other load can start once every stream is open; SSEWATCH_GAP_MS
+ * is the pause between rounds (default 500). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -122,6 +125,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("streams: %d open\n", n);
+	fflush(stdout);
+	const char *go = getenv("SSEWATCH_GO");
+	for (int waited = 0; go && access(go, F_OK) != 0; waited += 10) {
+		if (waited >= 60000) {
+			fprintf(stderr, "%s never appeared\n", go);
+			return 1;
+		}
+		usleep(10000);
+	}
+	const char *gap_text = getenv("SSEWATCH_GAP_MS");
+	long gap_ms = gap_text ? atol(gap_text) : 500;
 	redisContext *redis = redisConnect("127.0.0.1", atoi(argv[4]));
 	if (!redis || redis->err) {
 		fprintf(stderr, "redis: %s\n", redis ? redis->errstr : "no memory");
@@ -174,7 +188,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (reached < n)
 			failed = 1;
-		usleep(500000);
+		usleep((useconds_t)gap_ms * 1000);
 	}
 	redisFree(redis);
 	for (int i = 0; i < n; i++)
