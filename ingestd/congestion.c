@@ -16,56 +16,12 @@
 #include "pgx.h"
 #include "rds.h"
 #include "run.h"
+#include "stopsig.h"
 
 #define JOB_SNAPSHOT "congestion"
 #define JOB_RESTORE  "congestion_restore"
 /* A refused key or value keeps at most this much of its raw bytes (hex). */
 #define REJECT_RAW_MAX 1024
-
-/* ---- signals ----
- * SIGINT/SIGTERM remember the signal and cancel the statement the server is
- * running (PQcancel is safe in a handler), so a COPY end or an index build
- * stops at once; the code that sees the failure checks the flag, rolls back
- * and exits 128+signal. Statics: a handler has no other way in. */
-static volatile sig_atomic_t stop_signal;
-static PGcancel *volatile cancel_handle;
-
-static void on_signal(int sig)
-{
-	int saved = errno;
-	if (!stop_signal)
-		stop_signal = sig;
-	PGcancel *cancel = cancel_handle;
-	if (cancel) {
-		char buf[64];
-		(void)PQcancel(cancel, buf, sizeof(buf));
-	}
-	errno = saved;
-}
-
-struct signals {
-	struct sigaction old_int, old_term, old_pipe;
-};
-
-static void signals_install(struct signals *s)
-{
-	stop_signal = 0;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal; /* no SA_RESTART: libpq and hiredis retry EINTR themselves */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &s->old_int);
-	sigaction(SIGTERM, &sa, &s->old_term);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, &s->old_pipe);
-}
-
-static void signals_restore(struct signals *s)
-{
-	sigaction(SIGINT, &s->old_int, NULL);
-	sigaction(SIGTERM, &s->old_term, NULL);
-	sigaction(SIGPIPE, &s->old_pipe, NULL);
-}
 
 /* ---- progress ----
  * On a terminal, a bar redrawn in place; otherwise a log line every
@@ -140,7 +96,7 @@ struct job {
 	const struct congestion_config *cfg;
 	const char *name;	   /* JOB_SNAPSHOT or JOB_RESTORE */
 	PGconn *conn;		   /* owned */
-	PGcancel *cancel;	   /* owned; cancel_handle points here while armed */
+	PGcancel *cancel;	   /* owned; armed (stopsig_arm) while a statement runs */
 	struct rds *redis;	   /* owned */
 	struct cgread *reader;	   /* owned */
 	struct cgstore_load *load; /* owned while the load transaction is open */
@@ -195,15 +151,15 @@ static struct run_counts counts_of(const struct job *job)
 static int fail_run(struct job *job, int code, const char *why)
 {
 	progress_break(&job->progress);
-	if (stop_signal)
-		code = 128 + stop_signal;
+	if (stopsig_caught())
+		code = 128 + stopsig_caught();
 	char reason[700];
-	if (stop_signal)
-		snprintf(reason, sizeof(reason), "interrupted by %s", strsignal(stop_signal));
+	if (stopsig_caught())
+		snprintf(reason, sizeof(reason), "interrupted by %s", strsignal(stopsig_caught()));
 	else
 		snprintf(reason, sizeof(reason), "%s", why);
 	log_error("%s run %lld failed: %s", job->name, job->run_id, reason);
-	cancel_handle = NULL;
+	stopsig_arm(NULL);
 	cgstore_load_abort(job->load, reason);
 	job->load = NULL;
 	if (!job->conn || PQstatus(job->conn) != CONNECTION_OK)
@@ -293,7 +249,7 @@ static int connect_redis(struct job *job)
 static bool should_stop(void *arg)
 {
 	(void)arg;
-	return stop_signal != 0;
+	return stopsig_caught() != 0;
 }
 
 static void on_progress(void *arg, size_t keys_done)
@@ -458,7 +414,8 @@ static int snapshot_run(struct job *job)
 
 	if (!(job->load = cgstore_load_begin(job->conn, job->snapshot_id, &job->err)))
 		return fail_run(job, db_code(&job->err), job->err.msg);
-	cancel_handle = job->cancel = PQgetCancel(job->conn);
+	job->cancel = PQgetCancel(job->conn);
+	stopsig_arm(job->cancel);
 	progress_init(&job->progress, cfg, "read");
 	job->progress.total = keys;
 	st = cgread_read(job->reader, &sink, job->why, sizeof(job->why));
@@ -504,7 +461,7 @@ static int snapshot_run(struct job *job)
 	int dropped = 0;
 	if (!cgstore_retain(job->conn, cfg->keep, cfg->retention_timeout_ms, &dropped, &job->err))
 		log_warn("retention: %s (the next run tries again)", job->err.msg);
-	cancel_handle = NULL;
+	stopsig_arm(NULL);
 	log_info("congestion run %lld ok: snapshot %d current: %lld chargers, %lld rows, %lld "
 		 "refused, "
 		 "%lld vanished, %llu samples, %lld bytes; read %.1f s, total %.1f s, %.0f rows/s; "
@@ -512,10 +469,10 @@ static int snapshot_run(struct job *job)
 		 job->run_id, job->snapshot_id, s->chargers, rows, s->rejected + s->bad_keys,
 		 s->vanished, (unsigned long long)s->samples, s->bytes, t_read, seconds,
 		 seconds > 0 ? (double)rows / seconds : 0.0, dropped, cfg->keep);
-	if (stop_signal) {
+	if (stopsig_caught()) {
 		log_warn("interrupted by %s after snapshot %d was committed",
-			 strsignal(stop_signal), job->snapshot_id);
-		return 128 + stop_signal;
+			 strsignal(stopsig_caught()), job->snapshot_id);
+		return 128 + stopsig_caught();
 	}
 	return CONGESTION_EXIT_OK;
 }
@@ -551,7 +508,7 @@ static bool on_restore_station(void *arg, const char *stat_id,
 			       const struct cgvalue_charger *chargers, size_t n)
 {
 	struct job *job = arg;
-	if (stop_signal)
+	if (stopsig_caught())
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char key[RKEYS_KEY_MAX];
@@ -597,7 +554,8 @@ static int restore_run(struct job *job)
 		return fail_run(job, db_code(&job->err), job->err.msg);
 	progress_init(&job->progress, cfg, "restored");
 	job->progress.total = (size_t)total;
-	cancel_handle = job->cancel = PQgetCancel(job->conn);
+	job->cancel = PQgetCancel(job->conn);
+	stopsig_arm(job->cancel);
 	double t0 = now_s();
 	struct cgstore_restore_result result;
 	job->why[0] = '\0';
@@ -617,7 +575,7 @@ static int restore_run(struct job *job)
 	}
 	if (rds_pending(job->redis) && !restore_flush(job))
 		return fail_run(job, CONGESTION_EXIT_REDIS, job->why);
-	cancel_handle = NULL;
+	stopsig_arm(NULL);
 	progress_show(&job->progress, true);
 	double seconds = now_s() - t0;
 	struct run_counts counts = {
@@ -634,15 +592,15 @@ static int restore_run(struct job *job)
 
 int congestion_main(const struct congestion_config *cfg)
 {
-	struct signals signals;
-	signals_install(&signals);
+	struct stopsig_saved signals;
+	stopsig_install(&signals);
 	struct job job = {.cfg = cfg, .name = cfg->is_restore ? JOB_RESTORE : JOB_SNAPSHOT};
 	int code = connect_and_lock(&job);
 	if (code < 0)
 		code = connect_redis(&job);
 	if (code < 0)
 		code = cfg->is_restore ? restore_run(&job) : snapshot_run(&job);
-	cancel_handle = NULL;
+	stopsig_arm(NULL);
 	if (job.cancel)
 		PQfreeCancel(job.cancel);
 	cgstore_load_abort(job.load, "ending");
@@ -653,6 +611,6 @@ int congestion_main(const struct congestion_config *cfg)
 	if (job.conn)
 		PQfinish(job.conn); /* ends the session: the job lock goes with it */
 	log_ctx_clear();
-	signals_restore(&signals);
+	stopsig_restore(&signals);
 	return code;
 }

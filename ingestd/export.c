@@ -23,6 +23,7 @@
 #include "log.h"
 #include "pgx.h"
 #include "sha256.h"
+#include "stopsig.h"
 #include "version.h"
 
 #define MANIFEST_NAME "manifest.json"
@@ -105,26 +106,6 @@ static const struct dataset datasets[] = {
 };
 
 #define MAX_FILES 6
-
-/* ---- signals ----
- * SIGINT/SIGTERM remember the signal and cancel the COPY in progress
- * (PQcancel is safe in a handler); the loop sees the failure, removes the
- * temporary files and exits 128+signal. Statics: a handler has no other way
- * in. */
-static volatile sig_atomic_t stop_signal;
-static PGcancel *volatile cancel_handle;
-
-static void on_stop(int sig)
-{
-	int saved = errno;
-	if (!stop_signal)
-		stop_signal = sig;
-	PGcancel *cancel = cancel_handle;
-	char ignored[64];
-	if (cancel)
-		(void)PQcancel(cancel, ignored, sizeof(ignored));
-	errno = saved;
-}
 
 /* ---- one output file: content in, gzip out, both digested ---- */
 
@@ -589,7 +570,8 @@ static bool connect_db(struct job *job)
 	snprintf(s->congestion_taken, sizeof(s->congestion_taken), "%s", PQgetvalue(res, 0, 6));
 	s->congestion_rows = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
 	PQclear(res);
-	cancel_handle = job->cancel = PQgetCancel(job->conn);
+	job->cancel = PQgetCancel(job->conn);
+	stopsig_arm(job->cancel);
 	return true;
 }
 
@@ -869,25 +851,17 @@ static bool run(struct job *job)
 
 int export_main(const struct export_config *cfg)
 {
-	struct sigaction stop, ign, old_int, old_term, old_pipe;
-	memset(&stop, 0, sizeof(stop));
-	stop.sa_handler = on_stop; /* no SA_RESTART: libpq retries EINTR itself */
-	sigemptyset(&stop.sa_mask);
-	ign = stop;
-	ign.sa_handler = SIG_IGN;
-	stop_signal = 0;
-	sigaction(SIGINT, &stop, &old_int);
-	sigaction(SIGTERM, &stop, &old_term);
-	sigaction(SIGPIPE, &ign, &old_pipe);
+	struct stopsig_saved signals;
+	stopsig_install(&signals);
 
 	struct job job = {.cfg = cfg, .dirfd = -1, .lockfd = -1, .last_progress = now_s()};
 	double t0 = now_s();
 	bool ok = run(&job);
-	if (!ok && stop_signal) {
-		job.code = 128 + stop_signal;
-		snprintf(job.why, sizeof(job.why), "interrupted by %s", strsignal(stop_signal));
+	if (!ok && stopsig_caught()) {
+		job.code = 128 + stopsig_caught();
+		snprintf(job.why, sizeof(job.why), "interrupted by %s", strsignal(stopsig_caught()));
 	}
-	cancel_handle = NULL;
+	stopsig_arm(NULL);
 	if (job.cancel)
 		PQfreeCancel(job.cancel);
 	if (job.conn)
@@ -919,8 +893,6 @@ int export_main(const struct export_config *cfg)
 		close(job.lockfd); /* releases the flock */
 	if (job.dirfd >= 0)
 		close(job.dirfd);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	sigaction(SIGPIPE, &old_pipe, NULL);
+	stopsig_restore(&signals);
 	return ok ? EXPORT_EXIT_OK : job.code ? job.code : EXPORT_EXIT_SOFTWARE;
 }
