@@ -1,12 +1,16 @@
-/* routes: the REST contract (../shared/API.md) answered from a worker's
- * snapshot. Owns path matching, method checks (405 with Allow), parameter
- * rules per endpoint (through params.h; 400 names the parameter), the JSON
- * of every answer, the operational endpoints (/healthz, /readyz, /metrics,
- * /openapi.json, and /docs: Swagger UI over it), the answers to requests the screen refused (conn.h), and
- * the one reply path every answer takes: headers (Content-Type, the stale
- * live-state header, Connection: close while draining), metrics by route
- * and status, and the connection's request accounting. Runs on worker
- * threads; nothing here blocks. */
+/* routes: the front of the REST contract (../shared/API.md). Owns path
+ * matching and dispatch to the modules that answer (area.h: the map box;
+ * station.h: one station, its statistics and forecast; lookup.h: summary,
+ * search, regions; changes.h: the change feed), method checks (405 with
+ * Allow), the per-client rate limit, the query parsing (params.h; 400
+ * names the parameter) and the station lookup (404), the operational
+ * endpoints (/healthz, /readyz, /metrics, /openapi.json, and /docs: Swagger
+ * UI over it), the answers to requests the screen refused (conn.h), and
+ * the one reply path every answer takes: status codes and reason phrases,
+ * error bodies, headers (Content-Type, the stale live-state header,
+ * Connection: close while draining), metrics by route and status, and the
+ * connection's request accounting. Runs on worker threads; nothing here
+ * blocks. */
 #ifndef APID_ROUTES_H
 #define APID_ROUTES_H
 
@@ -16,6 +20,8 @@
 #include <stdint.h>
 
 #include "worker.h"
+
+struct json_gen;
 
 /* How a request is being answered: kept by deferred answers (stats.c). */
 struct route_ctx {
@@ -33,6 +39,10 @@ void routes_reply(struct worker *w, struct evhttp_request *req, const struct rou
 /* Send {"message": "..."} with `status`. */
 void routes_error(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
 		  int status, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Finish a JSON answer built in w->out (200), `g` writing into it; NULL
+ * when it was written without a generator. 500 when it could not be built. */
+void routes_reply_json(struct worker *w, struct evhttp_request *req, const struct route_ctx *rc,
+		       struct json_gen *g);
 
 /* A streamed answer (200, chunked, Server-Sent Events): the headers every
  * answer gets, then the body in chunks (evhttp_send_reply_chunk) until

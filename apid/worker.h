@@ -1,6 +1,7 @@
 /* worker: one HTTP worker thread's state, shared by server.c (which owns
- * it), conn.c (its connections) and routes.c / stats.c (which answer on
- * it). Everything here is touched only by the worker's own thread, except
+ * it), conn.c (its connections), routes.c and the modules that answer
+ * through it (area.c, station.c, lookup.c, changes.c, stats.c, pgstats.c).
+ * Everything here is touched only by the worker's own thread, except
  * `pending` and `wake_fd`, through which other threads hand it work. */
 #ifndef APID_WORKER_H
 #define APID_WORKER_H
