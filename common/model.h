@@ -55,6 +55,16 @@ enum model_status {
 	MODEL_STATUS_UNKNOWN = 9,
 };
 
+/* Out of service: COMMUNICATION_ERROR, OPERATION_SUSPENDED or
+ * UNDER_INSPECTION (the reliability share of /statistics); STATUS_UNKNOWN
+ * is not, as nothing says the charger is down. */
+static inline bool model_status_out_of_service(int status)
+{
+	return status == MODEL_STATUS_COMMUNICATION_ERROR ||
+	       status == MODEL_STATUS_OPERATION_SUSPENDED ||
+	       status == MODEL_STATUS_UNDER_INSPECTION;
+}
+
 /* A decimal status code of 1 or 2 digits. Codes outside the table (0, 6,
  * ...) read as MODEL_STATUS_UNKNOWN, so a charger is never dropped for a
  * new status; false only for text that is not a number. */

@@ -49,17 +49,27 @@
  *                                 many): proves writers never interleave.
  *   ev:cg:{statId}:{chgerId} STRING congestion counters: 168 slots
  *                                 (weekday 0=Monday..6 x hour 0..23, Korea
- *                                 time), slot i holding two big-endian u16
- *                                 (samples, uses) at u16 index 2i and 2i+1;
- *                                 written with BITFIELD ... OVERFLOW SAT
- *                                 INCRBY u16 #n, read with GET. Then one
- *                                 big-endian u32 at u32 index 168 (byte 672):
- *                                 the Unix second of the last sample counted,
- *                                 so a sample retried or resumed by another
- *                                 instance never counts twice. 676 bytes of
- *                                 value, created at full size (SET of zeros:
- *                                 BITFIELD growing a string would allocate
- *                                 twice that): under 1 KiB per charger all told.
+ *                                 time), slot i holding three big-endian u12
+ *                                 counters (samples, uses, out of service)
+ *                                 at u12 index 3i, 3i+1 and 3i+2 (enum
+ *                                 rkeys_cg_counter); written with BITFIELD
+ *                                 ... OVERFLOW SAT INCRBY u12 #n, read with
+ *                                 GET and rkeys_congestion_counter(). Then
+ *                                 one big-endian u32 at u32 index 189 (byte
+ *                                 756): the Unix second of the last sample
+ *                                 counted, so a sample retried or resumed by
+ *                                 another instance never counts twice. 760
+ *                                 bytes of value, created at full size (SET
+ *                                 of zeros: BITFIELD growing a string would
+ *                                 allocate twice that): the same 768-byte
+ *                                 allocation as the 676-byte layout before
+ *                                 it, under 1 KiB per charger all told.
+ *                                 u12 saturates at 4,095: at one sample per
+ *                                 10 minutes a slot takes 6 a week, 13 years.
+ *                                 Layout 1 (676 bytes: u16 samples and uses
+ *                                 at u16 index 2i and 2i+1, then the u32 at
+ *                                 byte 672) is still read (out of service 0)
+ *                                 until realtimed rewrites the value.
  */
 #ifndef EV_RKEYS_H
 #define EV_RKEYS_H
@@ -87,10 +97,63 @@
 
 /* 7 weekdays x 24 hours. */
 #define RKEYS_CONGESTION_SLOTS 168
-#define RKEYS_CONGESTION_BYTES (RKEYS_CONGESTION_SLOTS * 2 * 2)
+
+/* The counters of one slot, in value order (u12 index 3 * slot + counter). */
+enum rkeys_cg_counter {
+	RKEYS_CG_SAMPLES,        /* samples taken in the slot */
+	RKEYS_CG_USES,           /* of them, CHARGING_IN_PROGRESS */
+	RKEYS_CG_OUT_OF_SERVICE, /* of them, model_status_out_of_service() */
+	RKEYS_CG_COUNTERS
+};
+#define RKEYS_CONGESTION_COUNTER_BITS 12
+#define RKEYS_CONGESTION_COUNTER_MAX 4095
+#define RKEYS_CONGESTION_BYTES                                                                 \
+	(RKEYS_CONGESTION_SLOTS * RKEYS_CG_COUNTERS * RKEYS_CONGESTION_COUNTER_BITS / 8)
 /* u32 index of the last-sample marker, and the whole value's size. */
 #define RKEYS_CONGESTION_MARK_U32 (RKEYS_CONGESTION_BYTES / 4)
 #define RKEYS_CONGESTION_VALUE_BYTES (RKEYS_CONGESTION_BYTES + 4)
+/* Layout 1: u16 (samples, uses) pairs, then the u32 marker at byte 672. */
+#define RKEYS_CONGESTION_V1_VALUE_BYTES (RKEYS_CONGESTION_SLOTS * 2 * 2 + 4)
+
+/* u12 index of a slot's counter, as BITFIELD's "#n" takes it. */
+static inline int rkeys_congestion_counter_index(int slot, enum rkeys_cg_counter which)
+{
+	return slot * RKEYS_CG_COUNTERS + (int)which;
+}
+
+/* One counter of a value of len bytes: layout 1 when len is exactly
+ * RKEYS_CONGESTION_V1_VALUE_BYTES (out of service reads 0), otherwise the
+ * current layout, where bytes past len read as zero (a value cut short, or
+ * a caller's counters-only buffer of RKEYS_CONGESTION_BYTES). */
+static inline unsigned rkeys_congestion_counter(const void *value, size_t len, int slot,
+						enum rkeys_cg_counter which)
+{
+	const unsigned char *v = value;
+	if (!v || slot < 0 || slot >= RKEYS_CONGESTION_SLOTS)
+		return 0;
+	if (len == RKEYS_CONGESTION_V1_VALUE_BYTES) {
+		if (which == RKEYS_CG_OUT_OF_SERVICE)
+			return 0;
+		size_t at = ((size_t)slot * 2 + (size_t)which) * 2;
+		return (unsigned)v[at] << 8 | v[at + 1];
+	}
+	size_t bit = (size_t)rkeys_congestion_counter_index(slot, which) *
+		     RKEYS_CONGESTION_COUNTER_BITS;
+	size_t at = bit / 8; /* the 12 bits start at bit 0 or 4 of this byte */
+	unsigned hi = at < len ? v[at] : 0, lo = at + 1 < len ? v[at + 1] : 0;
+	return ((hi << 8 | lo) >> (4 - bit % 8)) & RKEYS_CONGESTION_COUNTER_MAX;
+}
+
+/* The last-sample second of a value (either layout); 0 when too short. */
+static inline uint32_t rkeys_congestion_last_sample(const void *value, size_t len)
+{
+	const unsigned char *v = value;
+	size_t at = len == RKEYS_CONGESTION_V1_VALUE_BYTES ? len - 4 : RKEYS_CONGESTION_BYTES;
+	if (!v || len < at + 4)
+		return 0;
+	return (uint32_t)v[at] << 24 | (uint32_t)v[at + 1] << 16 | (uint32_t)v[at + 2] << 8 |
+	       v[at + 3];
+}
 
 /* Longest key: prefix + 8-char statId (upstream ids are 8; allow slack) +
  * ':' + chgerId. Callers use a char[RKEYS_KEY_MAX]. */
