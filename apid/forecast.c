@@ -128,8 +128,8 @@ double forecast_class(size_t n, const bool *is_quick, bool quick, const char *co
 		if (is_quick[i] != quick)
 			continue;
 		count++;
-		pooled_samples += stats_counter_u16(blobs[i], lens[i], (size_t)slot * 2);
-		pooled_uses += stats_counter_u16(blobs[i], lens[i], (size_t)slot * 2 + 1);
+		pooled_samples += rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_SAMPLES);
+		pooled_uses += rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_USES);
 	}
 	*chargers = count;
 	*samples = pooled_samples;
@@ -139,8 +139,8 @@ double forecast_class(size_t n, const bool *is_quick, bool quick, const char *co
 	for (size_t i = 0; i < n; i++) {
 		if (is_quick[i] != quick)
 			continue;
-		unsigned s = stats_counter_u16(blobs[i], lens[i], (size_t)slot * 2);
-		unsigned u = stats_counter_u16(blobs[i], lens[i], (size_t)slot * 2 + 1);
+		unsigned s = rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_SAMPLES);
+		unsigned u = rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_USES);
 		double q = s ? share(u, s) : pooled;
 		if (weight > 0 && snap_live_fresh(live[i], now, max_age_s)) {
 			double busy_now = snap_live_status(live[i]) == MODEL_STATUS_STANDBY ? 0 : 1;

@@ -17,10 +17,10 @@
  * current snapshot. The view's plan is one range of the current
  * partition's primary key (docs/congestion.md). */
 static const char STATS_SQL[] =
-	"SELECT extract(epoch FROM s.taken_at)::bigint, NULL, NULL, NULL, NULL "
+	"SELECT extract(epoch FROM s.taken_at)::bigint, NULL, NULL, NULL, NULL, NULL "
 	"FROM congestion_snapshot s WHERE s.is_current "
 	"UNION ALL "
-	"SELECT NULL, c.chger_id, c.hour, c.samples, c.uses FROM congestion c "
+	"SELECT NULL, c.chger_id, c.hour, c.samples, c.uses, c.out_of_service FROM congestion c "
 	"WHERE c.stat_id = $1 AND c.weekday = $2";
 
 enum pg_state {
@@ -107,7 +107,9 @@ static void req_fail(struct pgreq *r, const char *why)
 }
 
 /* The result of the head's query: rebuild the counters' layout per charger
- * and render as stats.c does. */
+ * (counters-only, RKEYS_CONGESTION_BYTES each; a layout-1 snapshot's counts
+ * above 4,095 saturate as realtimed's conversion leaves them) and render as
+ * stats.c does. */
 static void req_render(struct pgreq *r, const PGresult *res)
 {
 	if (r->answered)
@@ -144,17 +146,15 @@ static void req_render(struct pgreq *r, const PGresult *res)
 			continue; /* a charger the model no longer has */
 		int hour = atoi(PQgetvalue(res, row, 2));
 		long samples = atol(PQgetvalue(res, row, 3)), uses = atol(PQgetvalue(res, row, 4));
+		long down = atol(PQgetvalue(res, row, 5));
 		if (hour < 0 || hour > 23 || samples < 0 || samples > 65535 || uses < 0 ||
-		    uses > 65535)
+		    uses > 65535 || down < 0 || down > 65535)
 			continue; /* the schema's CHECKs make this impossible */
-		size_t slot = (size_t)rkeys_congestion_slot(r->ask.weekday, hour);
-		unsigned char *p = (unsigned char *)blob +
-				   (size_t)(c - station->first_charger) * RKEYS_CONGESTION_BYTES +
-				   slot * 4;
-		p[0] = (unsigned char)(samples >> 8);
-		p[1] = (unsigned char)samples;
-		p[2] = (unsigned char)(uses >> 8);
-		p[3] = (unsigned char)uses;
+		int slot = rkeys_congestion_slot(r->ask.weekday, hour);
+		char *value = blob + (size_t)(c - station->first_charger) * RKEYS_CONGESTION_BYTES;
+		rkeys_congestion_counter_put(value, slot, RKEYS_CG_SAMPLES, (unsigned)samples);
+		rkeys_congestion_counter_put(value, slot, RKEYS_CG_USES, (unsigned)uses);
+		rkeys_congestion_counter_put(value, slot, RKEYS_CG_OUT_OF_SERVICE, (unsigned)down);
 	}
 	struct stats_source src = {"snapshot", (time_t)taken};
 	stats_answer(r->w, r->req, &r->rc, s, r->station, &r->ask, blobs, lens, &src);

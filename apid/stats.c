@@ -238,12 +238,12 @@ static void put_class(struct json_gen *g, const char *name, size_t n, const bool
 	json_arr_begin(g);
 	for (int hour = 0; hour < 24; hour++) {
 		uint64_t samples = 0, uses = 0;
-		size_t slot = (size_t)rkeys_congestion_slot(weekday, hour);
+		int slot = rkeys_congestion_slot(weekday, hour);
 		for (size_t i = 0; i < n; i++) {
 			if (is_quick[i] != quick)
 				continue;
-			samples += stats_counter_u16(blobs[i], lens[i], slot * 2);
-			uses += stats_counter_u16(blobs[i], lens[i], slot * 2 + 1);
+			samples += rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_SAMPLES);
+			uses += rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_USES);
 		}
 		json_obj_begin(g);
 		json_kv_int(g, "hour", hour);

@@ -1,6 +1,7 @@
 /* stats: GET /stations/{id}/statistics from realtimed's congestion
- * counters in Redis (rkeys.h ev:cg:{statId}:{chgerId}: 168 slots of u16
- * samples/uses pairs), read with one MGET per request on the worker's own
+ * counters in Redis (rkeys.h ev:cg:{statId}:{chgerId}: 168 slots of
+ * samples, uses and out of service, read with rkeys_congestion_counter()),
+ * read with one MGET per request on the worker's own
  * event loop (hiredis async + libevent), so a request waits for Redis
  * without blocking the worker. Owns that connection per worker: connect
  * (with a timeout), AUTH/SELECT, reconnect with backoff, a deadline per
@@ -68,16 +69,6 @@ struct stats_source {
 	time_t taken_at; /* 0: not a snapshot */
 };
 
-/* One u16 of a counters value (rkeys.h layout): index 2*slot is the
- * slot's samples, 2*slot+1 its uses; 0 past the end or for NULL. */
-static inline unsigned stats_counter_u16(const char *blob, size_t len, size_t index)
-{
-	size_t off = index * 2;
-	if (!blob || off + 2 > len)
-		return 0;
-	return (unsigned)(unsigned char)blob[off] << 8 | (unsigned char)blob[off + 1];
-}
-
 /* An answer's "source" (and "snapshotTakenAt") members. */
 static inline void stats_put_source(struct json_gen *g, const struct stats_source *src)
 {
@@ -90,7 +81,7 @@ static inline void stats_put_source(struct json_gen *g, const struct stats_sourc
 }
 
 /* The answer's JSON from the counters of a station's chargers (blobs[i]
- * NULL or shorter than RKEYS_CONGESTION_BYTES: missing slots are zero). */
+ * of either layout, NULL or cut short: missing counters are zero). */
 void stats_render(struct buf *out, const char *station_id, size_t nchargers, const bool *is_quick,
 		  const char *const *blobs, const size_t *lens, int weekday,
 		  const struct stats_source *src);

@@ -155,6 +155,41 @@ static inline uint32_t rkeys_congestion_last_sample(const void *value, size_t le
 	       v[at + 3];
 }
 
+/* Write one counter into a current-layout value (at least
+ * RKEYS_CONGESTION_BYTES long), saturated at RKEYS_CONGESTION_COUNTER_MAX
+ * as BITFIELD ... OVERFLOW SAT would leave it; the other counters sharing
+ * its bytes are kept. */
+static inline void rkeys_congestion_counter_put(void *value, int slot, enum rkeys_cg_counter which,
+						unsigned n)
+{
+	unsigned char *v = value;
+	if (!v || slot < 0 || slot >= RKEYS_CONGESTION_SLOTS)
+		return;
+	if (n > RKEYS_CONGESTION_COUNTER_MAX)
+		n = RKEYS_CONGESTION_COUNTER_MAX;
+	size_t bit = (size_t)rkeys_congestion_counter_index(slot, which) *
+		     RKEYS_CONGESTION_COUNTER_BITS;
+	size_t at = bit / 8;
+	if (bit % 8 == 0) {
+		v[at] = (unsigned char)(n >> 4);
+		v[at + 1] = (unsigned char)((v[at + 1] & 0x0f) | (n & 0x0f) << 4);
+	} else {
+		v[at] = (unsigned char)((v[at] & 0xf0) | n >> 8);
+		v[at + 1] = (unsigned char)n;
+	}
+}
+
+/* Write the last-sample second of a current-layout value
+ * (RKEYS_CONGESTION_VALUE_BYTES long). */
+static inline void rkeys_congestion_last_sample_put(void *value, uint32_t second)
+{
+	unsigned char *v = (unsigned char *)value + RKEYS_CONGESTION_BYTES;
+	v[0] = (unsigned char)(second >> 24);
+	v[1] = (unsigned char)(second >> 16);
+	v[2] = (unsigned char)(second >> 8);
+	v[3] = (unsigned char)second;
+}
+
 /* Longest key: prefix + 8-char statId (upstream ids are 8; allow slack) +
  * ':' + chgerId. Callers use a char[RKEYS_KEY_MAX]. */
 #define RKEYS_KEY_MAX 96

@@ -239,6 +239,7 @@ static void on_value(void *arg, size_t index, const redisReply *reply)
 		k->last_sample = v->last_sample;
 		rd->stats.chargers++;
 		rd->stats.samples += cgvalue_samples_total(v);
+		rd->stats.out_of_service += cgvalue_out_of_service_total(v);
 		if (v->last_sample) {
 			if (!rd->stats.first_sample || v->last_sample < rd->stats.first_sample)
 				rd->stats.first_sample = v->last_sample;

@@ -9,7 +9,7 @@
  * its reason; a key deleted since the SCAN is counted, not refused.
  *
  * Memory: the key list (about 24 bytes per charger: 5.5 MB for 230,000) and
- * one batch of decoded values (676 bytes each); nothing else grows. After
+ * one batch of decoded values (struct cgvalue, 1 KiB each); nothing else grows. After
  * the read, the list still answers which chargers were loaded and their
  * last-sample second (the snapshot's charger table). */
 #ifndef INGESTD_CGREAD_H
@@ -63,6 +63,7 @@ struct cgread_stats {
 	long long vanished;		    /* deleted between SCAN and GET */
 	long long bytes;		    /* value bytes read */
 	uint64_t samples;		    /* sum of every loaded slot's samples */
+	uint64_t out_of_service;	    /* ... and of its out-of-service samples */
 	uint32_t first_sample, last_sample; /* min and max non-zero last-sample second; 0: none */
 };
 

@@ -47,7 +47,9 @@ static void text_of_int(char *out, size_t outlen, long long v)
 
 static const char sql_is_migrated[] =
 	"SELECT (to_regclass('public.congestion_snapshot') IS NOT NULL "
-	"AND to_regnamespace('" CGSTORE_SCHEMA "') IS NOT NULL)::int";
+	"AND to_regnamespace('" CGSTORE_SCHEMA "') IS NOT NULL "
+	"AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('public.congestion_history') "
+	"AND attname = 'out_of_service' AND NOT attisdropped))::int";
 
 bool cgstore_is_migrated(PGconn *conn, bool *is_migrated, struct pgx_err *err)
 {
@@ -207,7 +209,8 @@ static const char sql_default[] = "ALTER TABLE %s ALTER COLUMN snapshot_id SET D
  * index-only scans work at once. */
 static const char sql_copy_hours[] =
 	"COPY " HOURS_TABLE
-	" (stat_id, chger_id, weekday, hour, samples, uses) FROM STDIN WITH (FREEZE)";
+	" (stat_id, chger_id, weekday, hour, samples, uses, out_of_service) FROM STDIN WITH "
+	"(FREEZE)";
 
 static void load_free(struct cgstore_load *load)
 {
@@ -266,17 +269,18 @@ bool cgstore_load_station(struct cgstore_load *load, const char *stat_id,
 		for (int hour = 0; hour < 24; hour++) {
 			int slot = rkeys_congestion_slot(weekday, hour);
 			for (size_t i = 0; i < n; i++) {
-				char samples[6], uses[6];
-				size_t samples_len =
-					cgvalue_u16_text(chargers[i].value->samples[slot], samples);
-				size_t uses_len =
-					cgvalue_u16_text(chargers[i].value->uses[slot], uses);
+				const struct cgvalue *v = chargers[i].value;
+				char samples[6], uses[6], down[6];
+				size_t samples_len = cgvalue_u16_text(v->samples[slot], samples);
+				size_t uses_len = cgvalue_u16_text(v->uses[slot], uses);
+				size_t down_len = cgvalue_u16_text(v->out_of_service[slot], down);
 				pgx_copy_field(copy, stat_id, stat_len);
 				pgx_copy_str(copy, chargers[i].chger_id);
 				pgx_copy_field(copy, small_numbers[weekday], weekday < 10 ? 1 : 2);
 				pgx_copy_field(copy, small_numbers[hour], hour < 10 ? 1 : 2);
 				pgx_copy_field(copy, samples, samples_len);
 				pgx_copy_field(copy, uses, uses_len);
+				pgx_copy_field(copy, down, down_len);
 				if (!pgx_copy_end_row(copy, err))
 					return false;
 			}
@@ -365,23 +369,26 @@ static const char sql_close_snapshot[] =
 	"clock_timestamp(), "
 	"chargers = $2, rows = $3, rejected = $4, samples = $5, "
 	"first_sample = to_timestamp(nullif($6::bigint, 0)), "
-	"last_sample = to_timestamp(nullif($7::bigint, 0)) WHERE id = $1 AND outcome = 'running'";
+	"last_sample = to_timestamp(nullif($7::bigint, 0)), out_of_service = $8 "
+	"WHERE id = $1 AND outcome = 'running'";
 
 static bool close_rows(struct cgstore_load *load, const struct cgstore_summary *s,
 		       struct pgx_err *err)
 {
-	char id[24], chargers[24], rows[24], rejected[24], samples[24], first[24], last[24];
+	char id[24], chargers[24], rows[24], rejected[24], samples[24], first[24], last[24],
+		down[24];
 	text_of_int(id, sizeof(id), load->snapshot_id);
 	text_of_int(chargers, sizeof(chargers), s->chargers);
 	text_of_int(rows, sizeof(rows), load->rows);
 	text_of_int(rejected, sizeof(rejected), s->rejected);
 	snprintf(samples, sizeof(samples), "%llu", (unsigned long long)s->samples);
+	snprintf(down, sizeof(down), "%llu", (unsigned long long)s->out_of_service);
 	text_of_int(first, sizeof(first), s->first_sample);
 	text_of_int(last, sizeof(last), s->last_sample);
-	const char *snap_params[] = {id, chargers, rows, rejected, samples, first, last};
+	const char *snap_params[] = {id, chargers, rows, rejected, samples, first, last, down};
 	long long changed = 0;
 	if (!pgx_cmd(load->conn, sql_uncurrent, 0, NULL, NULL, err) ||
-	    !pgx_cmd(load->conn, sql_close_snapshot, 7, snap_params, &changed, err))
+	    !pgx_cmd(load->conn, sql_close_snapshot, 8, snap_params, &changed, err))
 		return false;
 	if (changed != 1) {
 		set_err(err, "snapshot row %s is no longer 'running'", id);
@@ -725,9 +732,9 @@ static bool restore_start(struct restore *r, const char *stat_id)
 static bool on_hour_row(void *arg, char *row)
 {
 	struct restore *r = arg;
-	char *f[6];
-	if (split_row(row, f, 6) != 6) {
-		snprintf(r->error, sizeof(r->error), "a row with other than 6 fields");
+	char *f[7];
+	if (split_row(row, f, 7) != 7) {
+		snprintf(r->error, sizeof(r->error), "a row with other than 7 fields");
 		return false;
 	}
 	if (r->n == 0 || strcmp(f[0], list_stat(r->list, r->first)) != 0) {
@@ -748,6 +755,7 @@ static bool on_hour_row(void *arg, char *row)
 	int slot = rkeys_congestion_slot(weekday, hour);
 	r->values[i].samples[slot] = (uint16_t)atoi(f[4]);
 	r->values[i].uses[slot] = (uint16_t)atoi(f[5]);
+	r->values[i].out_of_service[slot] = (uint16_t)atoi(f[6]);
 	r->rows_seen++;
 	r->result->rows++;
 	return true;
@@ -797,7 +805,8 @@ bool cgstore_restore_read(PGconn *conn, int snapshot_id, cgstore_restore_fn fn, 
 	 * reads the index in order (no sort of 38M rows); enable_sort off
 	 * keeps it from choosing a sort should its estimates say otherwise. */
 	snprintf(sql, sizeof(sql),
-		 "COPY (SELECT stat_id, chger_id, weekday, hour, samples, uses FROM " HOURS_TABLE
+		 "COPY (SELECT stat_id, chger_id, weekday, hour, samples, uses, out_of_service FROM "
+		 HOURS_TABLE
 		 " ORDER BY stat_id, weekday, hour, chger_id) TO STDOUT",
 		 id);
 	ok = ok && pgx_cmd(conn, "SET LOCAL enable_sort = off", 0, NULL, NULL, &e);

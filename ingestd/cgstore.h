@@ -1,4 +1,4 @@
-/* cgstore: congestion snapshots in PostgreSQL (migrations/0004).
+/* cgstore: congestion snapshots in PostgreSQL (migrations/0004, 0005).
  * Owns every statement on congestion_snapshot, congestion_history,
  * congestion_charger and the congestion_snap schema:
  *   - the snapshot row of a run (opened 'running', closed 'ok' or 'failed',
@@ -35,7 +35,7 @@
 
 /* ---- bookkeeping ---- */
 
-/* Whether migration 0004 is applied. */
+/* Whether migrations 0004 and 0005 are applied. */
 bool cgstore_is_migrated(PGconn *conn, bool *is_migrated, struct pgx_err *err) MUSTCHECK;
 
 /* What the previous runs left, repaired (call holding the job lock). */
@@ -97,6 +97,7 @@ struct cgstore_summary {
 	long long chargers; /* loaded */
 	long long rejected;
 	uint64_t samples;
+	uint64_t out_of_service; /* of the samples */
 	uint32_t first_sample, last_sample;
 	int sort_mem_mb;     /* maintenance_work_mem of the index build */
 	int lock_timeout_ms; /* waiting for the parents' lock at ATTACH */

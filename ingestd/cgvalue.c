@@ -72,55 +72,60 @@ bool cgvalue_parse_key(const char *key, size_t len, char *stat_id, char *chger_i
 	return true;
 }
 
-static uint16_t be16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
 enum cgvalue_reject cgvalue_decode(const void *bytes, size_t len, struct cgvalue *out, char *why,
 				   size_t whylen)
 {
-	if (len != RKEYS_CONGESTION_VALUE_BYTES) {
-		snprintf(why, whylen, "value is %zu bytes, not %d", len,
-			 RKEYS_CONGESTION_VALUE_BYTES);
+	if (len != RKEYS_CONGESTION_VALUE_BYTES && len != RKEYS_CONGESTION_V1_VALUE_BYTES) {
+		snprintf(why, whylen, "value is %zu bytes, not %d (or %d, layout 1)", len,
+			 RKEYS_CONGESTION_VALUE_BYTES, RKEYS_CONGESTION_V1_VALUE_BYTES);
 		return CGVALUE_BAD_LENGTH;
 	}
-	const unsigned char *p = bytes;
-	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++, p += 4) {
-		out->samples[slot] = be16(p);
-		out->uses[slot] = be16(p + 2);
-		if (out->uses[slot] > out->samples[slot]) {
-			snprintf(why, whylen, "slot %d (%s %d h): %u uses of %u samples", slot,
-				 weekday_names[slot / 24], slot % 24, out->uses[slot],
-				 out->samples[slot]);
+	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
+		unsigned s = rkeys_congestion_counter(bytes, len, slot, RKEYS_CG_SAMPLES);
+		unsigned u = rkeys_congestion_counter(bytes, len, slot, RKEYS_CG_USES);
+		unsigned o = rkeys_congestion_counter(bytes, len, slot, RKEYS_CG_OUT_OF_SERVICE);
+		out->samples[slot] = (uint16_t)s;
+		out->uses[slot] = (uint16_t)u;
+		out->out_of_service[slot] = (uint16_t)o;
+		if (u > s || o > s) {
+			snprintf(why, whylen, "slot %d (%s %d h): %u %s of %u samples", slot,
+				 weekday_names[slot / 24], slot % 24, u > s ? u : o,
+				 u > s ? "uses" : "out of service", s);
 			return CGVALUE_BAD_COUNTS;
 		}
 	}
-	out->last_sample = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	out->last_sample = rkeys_congestion_last_sample(bytes, len);
 	return CGVALUE_OK;
 }
 
 void cgvalue_encode(const struct cgvalue *v, unsigned char *out)
 {
-	unsigned char *p = out;
-	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++, p += 4) {
-		p[0] = (unsigned char)(v->samples[slot] >> 8);
-		p[1] = (unsigned char)v->samples[slot];
-		p[2] = (unsigned char)(v->uses[slot] >> 8);
-		p[3] = (unsigned char)v->uses[slot];
+	memset(out, 0, RKEYS_CONGESTION_VALUE_BYTES);
+	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
+		rkeys_congestion_counter_put(out, slot, RKEYS_CG_SAMPLES, v->samples[slot]);
+		rkeys_congestion_counter_put(out, slot, RKEYS_CG_USES, v->uses[slot]);
+		rkeys_congestion_counter_put(out, slot, RKEYS_CG_OUT_OF_SERVICE,
+					     v->out_of_service[slot]);
 	}
-	p[0] = (unsigned char)(v->last_sample >> 24);
-	p[1] = (unsigned char)(v->last_sample >> 16);
-	p[2] = (unsigned char)(v->last_sample >> 8);
-	p[3] = (unsigned char)v->last_sample;
+	rkeys_congestion_last_sample_put(out, v->last_sample);
+}
+
+static uint64_t total(const uint16_t *counts)
+{
+	uint64_t sum = 0;
+	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++)
+		sum += counts[slot];
+	return sum;
 }
 
 uint64_t cgvalue_samples_total(const struct cgvalue *v)
 {
-	uint64_t total = 0;
-	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++)
-		total += v->samples[slot];
-	return total;
+	return total(v->samples);
+}
+
+uint64_t cgvalue_out_of_service_total(const struct cgvalue *v)
+{
+	return total(v->out_of_service);
 }
 
 size_t cgvalue_u16_text(uint16_t n, char *out)

@@ -213,7 +213,8 @@ static int connect_and_lock(struct job *job)
 		return CONGESTION_EXIT_DATABASE;
 	}
 	if (!is_migrated) {
-		log_error("database: congestion_snapshot missing: run `ingestd migrate` first");
+		log_error("database: congestion_snapshot or congestion_history.out_of_service "
+			  "missing: run `ingestd migrate` first");
 		return CONGESTION_EXIT_CONFIG;
 	}
 	long long reaped = 0;
@@ -433,6 +434,7 @@ static int snapshot_run(struct job *job)
 		.chargers = s->chargers,
 		.rejected = s->rejected + s->bad_keys,
 		.samples = s->samples,
+		.out_of_service = s->out_of_service,
 		.first_sample = s->first_sample,
 		.last_sample = s->last_sample,
 		.sort_mem_mb = cfg->sort_mem_mb,
@@ -464,10 +466,11 @@ static int snapshot_run(struct job *job)
 	stopsig_arm(NULL);
 	log_info("congestion run %lld ok: snapshot %d current: %lld chargers, %lld rows, %lld "
 		 "refused, "
-		 "%lld vanished, %llu samples, %lld bytes; read %.1f s, total %.1f s, %.0f rows/s; "
+		 "%lld vanished, %llu samples (%llu out of service), %lld bytes; read %.1f s, total %.1f s, %.0f rows/s; "
 		 "%d old snapshot(s) dropped (keep %d)",
 		 job->run_id, job->snapshot_id, s->chargers, rows, s->rejected + s->bad_keys,
-		 s->vanished, (unsigned long long)s->samples, s->bytes, t_read, seconds,
+		 s->vanished, (unsigned long long)s->samples,
+		 (unsigned long long)s->out_of_service, s->bytes, t_read, seconds,
 		 seconds > 0 ? (double)rows / seconds : 0.0, dropped, cfg->keep);
 	if (stopsig_caught()) {
 		log_warn("interrupted by %s after snapshot %d was committed",

@@ -18,6 +18,7 @@
 
 #include "base.h"
 #include "buf.h"
+#include "cgstore.h"
 #include "json.h"
 #include "kst.h"
 #include "log.h"
@@ -80,6 +81,7 @@ static const struct col charger_cols[] = {
 static const struct col congestion_cols[] = {
 	{"stat_id", COL_TEXT}, {"chger_id", COL_TEXT}, {"weekday", COL_NUMBER},
 	{"hour", COL_NUMBER},  {"samples", COL_NUMBER}, {"uses", COL_NUMBER},
+	{"out_of_service", COL_NUMBER},
 };
 
 struct dataset {
@@ -94,7 +96,7 @@ struct dataset {
 /* Live rows only; stations and chargers in key order (a dump diffs well
  * against the last one); congestion in storage order (38.6M rows: sorting
  * them would cost more than the export). The `congestion` view is the
- * current snapshot (0004). */
+ * current snapshot (0004; out_of_service since 0005). */
 static const struct dataset datasets[] = {
 	{"stations", station_cols, ARRAY_LEN(station_cols), ARRAY_LEN(station_cols), true,
 	 "FROM station WHERE deleted_at IS NULL ORDER BY stat_id"},
@@ -520,8 +522,6 @@ static const char sql_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
 static const char sql_settings[] =
 	"SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
 	"SET LOCAL extra_float_digits = 1; SET LOCAL statement_timeout = 0";
-static const char sql_is_migrated[] =
-	"SELECT (to_regclass('public.congestion_snapshot') IS NOT NULL)::int";
 /* The snapshot's time and the runs the data came from: the last chargers
  * run that merged (a partial run merges too; 'chargers' is chargers.c's
  * job name) and the current congestion snapshot. */
@@ -549,14 +549,15 @@ static bool connect_db(struct job *job)
 		return fail(job, EXPORT_EXIT_DATABASE, "database %s unavailable: %s", safe_url,
 			    err.msg);
 	}
-	int64_t is_migrated = 0;
+	bool is_migrated = false;
 	if (!pgx_cmd(job->conn, sql_begin, 0, NULL, NULL, &err) ||
 	    !pgx_exec_script(job->conn, sql_settings, &err) ||
-	    !pgx_query_int64(job->conn, sql_is_migrated, 0, NULL, &is_migrated, &err))
+	    !cgstore_is_migrated(job->conn, &is_migrated, &err))
 		return fail_db(job, "starting the read", &err);
 	if (!is_migrated)
 		return fail(job, EXPORT_EXIT_CONFIG,
-			    "database: congestion_snapshot missing: run `ingestd migrate` first");
+			    "database: congestion_snapshot or congestion_history.out_of_service "
+			    "missing: run `ingestd migrate` first");
 	PGresult *res = pgx_exec(job->conn, sql_sources, 0, NULL, &err);
 	if (!res)
 		return fail_db(job, "reading the source runs", &err);

@@ -14,9 +14,9 @@
 /* Station keys asked per SCAN call (a hint to Redis, which walks this many
  * buckets of the whole keyspace). */
 #define SCAN_COUNT "1000"
-/* The charging code as the script compares it. */
-#define CHARGING_TEXT "3"
-_Static_assert(MODEL_STATUS_CHARGING_IN_PROGRESS == 3, "CHARGING_TEXT must spell it");
+/* Status codes the script classifies: the stored status is "<code>:..."
+ * (rkeys_status_format), code 0..99. */
+#define CODES 100
 
 /* KEYS[1] the lease, KEYS[2] the heartbeat. ARGV[1] token, ARGV[2] tick.
  * 0: that tick is already done; 1: begun. */
@@ -42,15 +42,44 @@ static const char end_lua[] =
 
 /* KEYS[1] the lease, KEYS[2..] station hashes from SCAN. ARGV[1] token,
  * [2] station prefix, [3] congestion prefix, [4] tick, [5] slot, [6] the
- * value's size, [7] the marker's u32 index. A counter string is created at
- * its full size by SET (BITFIELD growing it would allocate double).
- * Returns {counted, skipped}. */
+ * value's size, [7] the marker's u32 index, [8] the size of a layout-1
+ * value, [9] one class letter per status code 0..99 ('u' a use, 'o' out of
+ * service, '-' neither: status_classes). A counter string is created at its
+ * full size by SET (BITFIELD growing it would allocate double). A layout-1
+ * value (rkeys.h) is rewritten in place to the current layout the first
+ * time it is touched: its samples and uses saturated at 4095, its marker
+ * kept, out of service 0 (the old layout never counted it), all in the
+ * script's one atomic step. The current marker's u32 lies past a layout-1
+ * value's end and reads 0, so only a value never sampled or a layout-1 one
+ * costs the STRLEN. Returns {counted, skipped}. */
 static const char sample_lua[] =
-	"-- sample: one sample (and a use when charging) per charger, once per "
-	"tick\n" LEASE_FENCE_LUA "local stlen, cgp = #ARGV[2], ARGV[3]\n"
+	"-- sample: one sample (a use when charging, an out of service when down) per "
+	"charger, once per tick\n" LEASE_FENCE_LUA "local stlen, cgp = #ARGV[2], ARGV[3]\n"
 	"local tick, slot = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 	"local size, mark = tonumber(ARGV[6]), '#' .. ARGV[7]\n"
-	"local s_at, u_at = '#' .. (2 * slot), '#' .. (2 * slot + 1)\n"
+	"local v1size, classes = tonumber(ARGV[8]), ARGV[9]\n"
+	"local s_at, u_at, o_at = '#' .. (3 * slot), '#' .. (3 * slot + 1), '#' .. (3 * slot + 2)\n"
+	"local function convert(ck)\n"
+	"  local old = redis.call('GET', ck)\n"
+	"  local set = {}\n"
+	"  for sl = 0, 167 do\n"
+	"    for k = 0, 1 do\n"
+	"      local p = 4 * sl + 2 * k + 1\n"
+	"      local n = math.min(string.byte(old, p) * 256 + string.byte(old, p + 1), 4095)\n"
+	"      if n > 0 then\n"
+	"        set[#set + 1] = 'SET'; set[#set + 1] = 'u12'\n"
+	"        set[#set + 1] = '#' .. (3 * sl + k); set[#set + 1] = n\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
+	"  local b1, b2, b3, b4 = string.byte(old, v1size - 3, v1size)\n"
+	"  local last = ((b1 * 256 + b2) * 256 + b3) * 256 + b4\n"
+	"  set[#set + 1] = 'SET'; set[#set + 1] = 'u32'; set[#set + 1] = mark\n"
+	"  set[#set + 1] = last\n"
+	"  redis.call('SET', ck, string.rep('\\0', size))\n"
+	"  redis.call('BITFIELD', ck, unpack(set))\n"
+	"  return last\n"
+	"end\n"
 	"local counted, skipped = 0, 0\n"
 	"for k = 2, #KEYS do\n"
 	"  local sid = string.sub(KEYS[k], stlen + 1)\n"
@@ -58,14 +87,22 @@ static const char sample_lua[] =
 	"  for x = 1, #flat, 2 do\n"
 	"    local ck = cgp .. sid .. ':' .. flat[x]\n"
 	"    local last = redis.call('BITFIELD', ck, 'GET', 'u32', mark)[1]\n"
-	"    if last < tick then\n"
-	"      if last == 0 and redis.call('EXISTS', ck) == 0 then\n"
+	"    if last == 0 then\n"
+	"      local len = redis.call('STRLEN', ck)\n"
+	"      if len == 0 then\n"
 	"        redis.call('SET', ck, string.rep('\\0', size))\n"
+	"      elseif len == v1size then\n"
+	"        last = convert(ck)\n"
 	"      end\n"
-	"      local use = 0\n"
-	"      if string.match(flat[x + 1], '^(%d+):') == '" CHARGING_TEXT "' then use = 1 end\n"
-	"      redis.call('BITFIELD', ck, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', s_at, 1,\n"
-	"                 'INCRBY', 'u16', u_at, use, 'SET', 'u32', mark, tick)\n"
+	"    end\n"
+	"    if last < tick then\n"
+	"      local code = tonumber(string.match(flat[x + 1], '^(%d+):'))\n"
+	"      local class = code and string.sub(classes, code + 1, code + 1) or '-'\n"
+	"      local use, down = 0, 0\n"
+	"      if class == 'u' then use = 1 elseif class == 'o' then down = 1 end\n"
+	"      redis.call('BITFIELD', ck, 'OVERFLOW', 'SAT', 'INCRBY', 'u12', s_at, 1,\n"
+	"                 'INCRBY', 'u12', u_at, use, 'INCRBY', 'u12', o_at, down,\n"
+	"                 'SET', 'u32', mark, tick)\n"
 	"      counted = counted + 1\n"
 	"    else\n"
 	"      skipped = skipped + 1\n"
@@ -100,7 +137,8 @@ struct congest {
 	bool scan_done;
 	int pages_inflight;
 	struct congest_stats stats;
-	struct rcmd cmd; /* owned */
+	struct rcmd cmd;	     /* owned */
+	char classes[CODES + 1]; /* the sample script's ARGV[9] */
 };
 
 /* A request's context. */
@@ -108,6 +146,17 @@ struct cg_req {
 	struct congest *c;
 	uint64_t generation;
 };
+
+/* Per status code, what a sample of it counts besides the sample: model.h
+ * says which codes are a use and which are out of service. */
+static void status_classes(char out[CODES + 1])
+{
+	for (int code = 0; code < CODES; code++)
+		out[code] = code == MODEL_STATUS_CHARGING_IN_PROGRESS ? 'u'
+			    : model_status_out_of_service(code)   ? 'o'
+								   : '-';
+	out[CODES] = '\0';
+}
 
 int congest_slot(time_t t)
 {
@@ -244,6 +293,8 @@ static bool send_page(struct congest *c, const redisReply *keys)
 	rcmd_addll(cmd, c->slot);
 	rcmd_addll(cmd, RKEYS_CONGESTION_VALUE_BYTES);
 	rcmd_addll(cmd, RKEYS_CONGESTION_MARK_U32);
+	rcmd_addll(cmd, RKEYS_CONGESTION_V1_VALUE_BYTES);
+	rcmd_add(cmd, c->classes, CODES);
 	struct cg_req *q = req_new(c);
 	if (!q || !aredis_send(c->r, cmd, on_page_reply, q)) {
 		free(q);
@@ -392,6 +443,7 @@ struct congest *congest_new(struct event_base *base, struct aredis *r, struct le
 	c->clock = clock;
 	c->interval_s = interval_s > 0 ? interval_s : 1;
 	rcmd_init(&c->cmd);
+	status_classes(c->classes);
 	c->begin_script = aredis_script(r, begin_lua);
 	c->end_script = aredis_script(r, end_lua);
 	c->sample_script = aredis_script(r, sample_lua);

@@ -5,12 +5,14 @@
  * agrees on a sample's second, its "tick"), the active instance counts one
  * sample for every charger in Redis into its ev:cg:{statId}:{chgerId} slot
  * of the current Korea-time weekday and hour (as the configured clock
- * tells it), and one use when the charger's stored status is
- * CHARGING_IN_PROGRESS. Chargers are found by SCAN over the station hashes
- * (Redis is the truth, also for an instance that just took over) and
- * counted by a fenced Lua script per SCAN page, pipelined with the next
- * SCAN: BITFIELD ... OVERFLOW SAT INCRBY u16, plus the value's trailing u32
- * marking the tick counted last. The marker makes a sample idempotent per
+ * tells it), one use when the charger's stored status is
+ * CHARGING_IN_PROGRESS and one out of service when it is
+ * model_status_out_of_service(). Chargers are found by SCAN over the
+ * station hashes (Redis is the truth, also for an instance that just took
+ * over) and counted by a fenced Lua script per SCAN page, pipelined with
+ * the next SCAN: BITFIELD ... OVERFLOW SAT INCRBY u12 (rkeys.h layout 2),
+ * plus the value's trailing u32 marking the tick counted last. A layout-1
+ * value is converted in place when first touched. The marker makes a sample idempotent per
  * charger: a page retried after a lost reply, a SCAN that returns a key
  * twice (it may, while Redis rehashes) or a sample resumed by the instance
  * that took over from a dead one never counts a charger twice in a tick.

@@ -1,7 +1,8 @@
 /* cgfill: RESP for `redis-cli --pipe`: SET of N congestion counters in the
- * layout of common/rkeys.h (168 slots of big-endian u16 samples and uses,
- * then the big-endian u32 last-sample second), with counts that follow a
- * formula of the charger and slot, so a reader can check any value.
+ * layout of common/rkeys.h (168 slots of big-endian u12 samples, uses and
+ * out of service, then the big-endian u32 last-sample second: 760 bytes),
+ * with counts that follow a formula of the charger and slot, so a reader
+ * can check any value.
  *
  *   cgfill CHARGERS [SEED] > fill.resp
  *
@@ -13,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOTS	    168
-#define VALUE_BYTES (SLOTS * 4 + 4)
+#include "../../common/rkeys.h"
+
+#define SLOTS	    RKEYS_CONGESTION_SLOTS
+#define VALUE_BYTES RKEYS_CONGESTION_VALUE_BYTES
 
 int main(int argc, char **argv)
 {
@@ -33,21 +36,20 @@ int main(int argc, char **argv)
 			char key[64];
 			int key_len = snprintf(key, sizeof(key), "ev:cg:CG%06ld:%02d", station, c);
 			unsigned char value[VALUE_BYTES];
+			memset(value, 0, sizeof(value));
 			for (int slot = 0; slot < SLOTS; slot++) {
 				uint32_t h = (uint32_t)(charger * 7919 + slot * 104729 + seed) *
 					     2654435761u;
-				uint16_t samples = (uint16_t)(h >> 22); /* 0..1023 */
-				uint16_t uses = (uint16_t)(samples * ((h >> 8) & 7) / 7);
-				value[4 * slot] = (unsigned char)(samples >> 8);
-				value[4 * slot + 1] = (unsigned char)samples;
-				value[4 * slot + 2] = (unsigned char)(uses >> 8);
-				value[4 * slot + 3] = (unsigned char)uses;
+				unsigned samples = h >> 22; /* 0..1023 */
+				unsigned uses = samples * ((h >> 8) & 7) / 7;
+				unsigned down = samples * ((h >> 4) & 3) / 16;
+				rkeys_congestion_counter_put(value, slot, RKEYS_CG_SAMPLES, samples);
+				rkeys_congestion_counter_put(value, slot, RKEYS_CG_USES, uses);
+				rkeys_congestion_counter_put(value, slot, RKEYS_CG_OUT_OF_SERVICE,
+							     down);
 			}
-			uint32_t mark = 1732500000u + (uint32_t)(charger % 600);
-			value[SLOTS * 4] = (unsigned char)(mark >> 24);
-			value[SLOTS * 4 + 1] = (unsigned char)(mark >> 16);
-			value[SLOTS * 4 + 2] = (unsigned char)(mark >> 8);
-			value[SLOTS * 4 + 3] = (unsigned char)mark;
+			rkeys_congestion_last_sample_put(value,
+							 1732500000u + (uint32_t)(charger % 600));
 			printf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n", key_len, key,
 			       VALUE_BYTES);
 			fwrite(value, 1, sizeof(value), stdout);

@@ -61,4 +61,11 @@ static inline int sim_ref_state(uint64_t seed, uint64_t slot, int64_t j)
 	return x < p ? 3 : x < 990000 ? 2 : x < 994000 ? 1 : x < 996000 ? 4 : x < 998000 ? 5 : 9;
 }
 
+/* The status code of charger `slot` at Unix second t: its half-hour slot's
+ * state (the slots start at the charger's phase). */
+static inline int sim_ref_state_at(uint64_t seed, uint64_t slot, int64_t t)
+{
+	return sim_ref_state(seed, slot, sim_ref_floor_div(t - sim_ref_phase(seed, slot), 1800));
+}
+
 #endif

@@ -399,13 +399,13 @@ static void count_slot(struct apid_env *e, const char *station, const char *char
 	char key[RKEYS_KEY_MAX], s_at[16], u_at[16], s_n[16], u_n[16];
 	rkeys_congestion(key, sizeof(key), station, charger);
 	int slot = rkeys_congestion_slot(weekday, hour);
-	snprintf(s_at, sizeof(s_at), "#%d", slot * 2);
-	snprintf(u_at, sizeof(u_at), "#%d", slot * 2 + 1);
+	snprintf(s_at, sizeof(s_at), "#%d", rkeys_congestion_counter_index(slot, RKEYS_CG_SAMPLES));
+	snprintf(u_at, sizeof(u_at), "#%d", rkeys_congestion_counter_index(slot, RKEYS_CG_USES));
 	snprintf(s_n, sizeof(s_n), "%d", samples);
 	snprintf(u_n, sizeof(u_n), "%d", uses);
 	apid_redis(e, 12,
-		   (const char *[]){"BITFIELD", key, "OVERFLOW", "SAT", "INCRBY", "u16", s_at, s_n,
-				    "INCRBY", "u16", u_at, u_n});
+		   (const char *[]){"BITFIELD", key, "OVERFLOW", "SAT", "INCRBY", "u12", s_at, s_n,
+				    "INCRBY", "u12", u_at, u_n});
 }
 
 static double ratio_at(yajl_val v, const char *cls, int hour)

@@ -27,21 +27,23 @@ static void seed(struct apid_env *e)
 }
 
 /* One slot of a charger's counters (rkeys.h layout), written with
- * SETRANGE: the value grows to the slot as needed (a shorter value reads
+ * BITFIELD SET: the value grows to the slot as needed (a shorter value reads
  * as zeros past its end, as apid must accept). */
 static void set_counters(struct apid_env *e, const char *station, const char *charger, int slot,
 			 unsigned samples, unsigned uses)
 {
-	unsigned char p[4] = {(unsigned char)(samples >> 8), (unsigned char)samples,
-			      (unsigned char)(uses >> 8), (unsigned char)uses};
-	char key[RKEYS_KEY_MAX], offset[16];
+	char key[RKEYS_KEY_MAX], s_at[16], u_at[16], s_n[16], u_n[16];
 	rkeys_congestion(key, sizeof(key), station, charger);
-	snprintf(offset, sizeof(offset), "%d", slot * 4);
+	snprintf(s_at, sizeof(s_at), "#%d", rkeys_congestion_counter_index(slot, RKEYS_CG_SAMPLES));
+	snprintf(u_at, sizeof(u_at), "#%d", rkeys_congestion_counter_index(slot, RKEYS_CG_USES));
+	snprintf(s_n, sizeof(s_n), "%u", samples);
+	snprintf(u_n, sizeof(u_n), "%u", uses);
 	char err[256];
 	redisReply *r = rds_command(
-		e->redis, 4, (const char *[]){"SETRANGE", key, offset, (const char *)p},
-		(const size_t[]){8, strlen(key), strlen(offset), sizeof(p)}, err, sizeof(err));
-	ck_assert_msg(r && r->type == REDIS_REPLY_INTEGER, "SETRANGE: %s", err);
+		e->redis, 10,
+		(const char *[]){"BITFIELD", key, "SET", "u12", s_at, s_n, "SET", "u12", u_at, u_n},
+		NULL, err, sizeof(err));
+	ck_assert_msg(r && r->type == REDIS_REPLY_ARRAY, "BITFIELD: %s", err);
 	freeReplyObject(r);
 }
 

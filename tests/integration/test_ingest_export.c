@@ -45,7 +45,7 @@ static const char *const files[] = {"stations.csv.gz", "stations.geojson.gz", "c
 #define CHARGER_COLS                                                                     \
 	"stat_id, chger_id, chger_type, output_kw, method, power_type, year, stat, "      \
 	"stat_upd_dt, last_tsdt, last_tedt, now_tsdt, updated_at"
-#define CONGESTION_COLS "stat_id, chger_id, weekday, hour, samples, uses"
+#define CONGESTION_COLS "stat_id, chger_id, weekday, hour, samples, uses, out_of_service"
 
 static const struct {
 	const char *file, *table, *cols, *source, *order;
@@ -95,7 +95,8 @@ static const char seed_sql[] =
 	"CREATE TABLE congestion_snap.hours_2 PARTITION OF congestion_history FOR VALUES IN (2);"
 	"INSERT INTO congestion_history SELECT 1, stat_id, chger_id, 0, 0, 5, 1 FROM charger;"
 	"INSERT INTO congestion_history SELECT 2, c.stat_id, c.chger_id, d, h, "
-	" (n * 13 + d * 24 + h) % 300, (n * 13 + d * 24 + h) % 300 / 3 "
+	" (n * 13 + d * 24 + h) % 300, (n * 13 + d * 24 + h) % 300 / 3, "
+	" (n * 13 + d * 24 + h) % 300 * ((n + h) % 3) / 5 "
 	"FROM (SELECT stat_id, chger_id, row_number() OVER (ORDER BY stat_id, chger_id) n "
 	" FROM charger) c, generate_series(0, 6) d, generate_series(0, 23) h WHERE n % 3 = 0;"
 	"UPDATE congestion_snapshot SET rows = (SELECT count(*) FROM congestion_history h "
@@ -354,6 +355,10 @@ START_TEST(round_trip)
 					       "weekday = 0 AND hour = 0 AND samples = 5 AND uses = 1"),
 			 itest_pg_long(e.conn, "SELECT count(*) FROM congestion WHERE weekday = 0 "
 					       "AND hour = 0 AND samples = 5 AND uses = 1"));
+	/* the out-of-service counts came through (0005's column) */
+	ck_assert_int_gt(itest_pg_long(target, "SELECT count(*) FROM loaded_congestion WHERE "
+					       "out_of_service > 0"),
+			 100);
 	PQfinish(target);
 	free(target_db);
 

@@ -178,10 +178,12 @@ START_TEST(congestion_counts_equal_formula)
 	ck_assert_int_eq(hb(e.r, "sample_done"), hb(e.r, "sample_started"));
 	long n;
 	struct charger *cs = sim_chargers(&e.sim, &n);
-	long charging = check_counters(e.r, cs, n, k, hb(e.r, "sample_done"));
-	/* Monday 14 h: about 23.5% charge */
-	ck_assert_int_gt(charging, n / 10);
-	ck_assert_int_lt(charging, n / 2);
+	struct counted got = check_counters(e.r, cs, n, k, hb(e.r, "sample_done"));
+	/* Monday 14 h: about 23.5% charge; 0.8% are out of service */
+	ck_assert_int_gt(got.charging, n / 10);
+	ck_assert_int_lt(got.charging, n / 2);
+	ck_assert_int_gt(got.down, 0);
+	ck_assert_int_lt(got.down, n / 20);
 	free(cs);
 	env_stop(&e);
 }
@@ -430,26 +432,142 @@ END_TEST
 
 /* ---- restore ---- */
 
-/* Counter i's value, byte by byte as rkeys.h describes it (uses <= samples,
- * one saturated slot, a marker). */
+/* Counter i's counts in a slot: uses and out of service <= samples, and
+ * one slot at `max` (saturated). */
+static void test_counts(long i, int slot, unsigned max, unsigned *s, unsigned *u, unsigned *o)
+{
+	*s = (unsigned)((i * 31 + slot * 17) % 2000);
+	if (i % 13 == 3 && slot == 5)
+		*s = max;
+	*u = *s * (unsigned)((i + slot) % 4) / 3;
+	*o = *s * (unsigned)((i + 2 * slot) % 3) / 4;
+}
+
+/* Counter i's last-sample second: long past. */
+static uint32_t test_mark(long i)
+{
+	return 1700000000u + (uint32_t)i;
+}
+
+/* Counter i's value in layout 2, as rkeys.h describes it. */
 static void restore_value(long i, unsigned char *v)
 {
+	memset(v, 0, RKEYS_CONGESTION_VALUE_BYTES);
 	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
-		unsigned s = (unsigned)((i * 31 + slot * 17) % 2000);
-		if (i % 13 == 3 && slot == 5)
-			s = 65535;
-		unsigned u = s * (unsigned)((i + slot) % 4) / 3;
+		unsigned s, u, o;
+		test_counts(i, slot, RKEYS_CONGESTION_COUNTER_MAX, &s, &u, &o);
+		rkeys_congestion_counter_put(v, slot, RKEYS_CG_SAMPLES, s);
+		rkeys_congestion_counter_put(v, slot, RKEYS_CG_USES, u);
+		rkeys_congestion_counter_put(v, slot, RKEYS_CG_OUT_OF_SERVICE, o);
+	}
+	rkeys_congestion_last_sample_put(v, test_mark(i));
+}
+
+/* Counter i's value in layout 1, byte by byte (u16 samples and uses per
+ * slot, the marker at byte 672): no out of service, a saturated slot
+ * beyond what layout 2 holds. */
+static void layout1_value(long i, uint32_t mark, unsigned char *v)
+{
+	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
+		unsigned s, u, o;
+		test_counts(i, slot, 65535, &s, &u, &o);
 		v[4 * slot] = (unsigned char)(s >> 8);
 		v[4 * slot + 1] = (unsigned char)s;
 		v[4 * slot + 2] = (unsigned char)(u >> 8);
 		v[4 * slot + 3] = (unsigned char)u;
 	}
-	uint32_t m = 1700000000u + (uint32_t)i;
-	v[672] = (unsigned char)(m >> 24);
-	v[673] = (unsigned char)(m >> 16);
-	v[674] = (unsigned char)(m >> 8);
-	v[675] = (unsigned char)m;
+	v[672] = (unsigned char)(mark >> 24);
+	v[673] = (unsigned char)(mark >> 16);
+	v[674] = (unsigned char)(mark >> 8);
+	v[675] = (unsigned char)mark;
 }
+
+static void set_value(struct rds *r, const char *key, const unsigned char *v, size_t len)
+{
+	const char *argv[] = {"SET", key, (const char *)v};
+	const size_t lens[] = {3, strlen(key), len};
+	char err[256];
+	redisReply *reply = rds_command(r, 3, argv, lens, err, sizeof(err));
+	ck_assert_msg(reply && reply->type == REDIS_REPLY_STATUS, "SET: %s", err);
+	freeReplyObject(reply);
+}
+
+static unsigned sat_add(unsigned a, long long b)
+{
+	long long sum = (long long)a + b;
+	return sum > RKEYS_CONGESTION_COUNTER_MAX ? RKEYS_CONGESTION_COUNTER_MAX : (unsigned)sum;
+}
+
+/* Counters of the 676-byte layout 1 (as realtimed wrote them before): the
+ * first sample rewrites each in layout 2 in place, keeping its samples and
+ * uses (saturated at 4,095) and its last-sample second, out of service from
+ * 0; after K samples the clock's slot holds the old counts plus K samples,
+ * K uses when charging and K out of service when down, and nothing else
+ * moved. A charger whose marker is ahead of every tick is converted and
+ * never counted: its marker survived the conversion. */
+START_TEST(layout1_counters_convert_on_first_sample)
+{
+	struct env e;
+	env_start(&e, 600, NULL);
+	long n;
+	struct charger *cs = sim_chargers(&e.sim, &n);
+	ck_assert_int_eq(n, 600);
+	const long ahead = 7; /* its marker is after every tick of this test */
+	const uint32_t ahead_mark = 4000000000u;
+	unsigned char v1[RKEYS_CONGESTION_V1_VALUE_BYTES];
+	for (long i = 0; i < n; i++) {
+		char key[RKEYS_KEY_MAX];
+		rkeys_congestion(key, sizeof(key), cs[i].stat_id, cs[i].chger_id);
+		layout1_value(i, i == ahead ? ahead_mark : test_mark(i), v1);
+		set_value(e.r, key, v1, sizeof(v1));
+	}
+	struct rt rt;
+	char *extra[] = {"REALTIMED_SAMPLE_INTERVAL=1", NULL};
+	rt_start(&e, &rt, "a", extra);
+	wait_bootstrap(&e);
+	wait_hb(e.r, "samples", 3, 20000);
+	rt_stop(&rt, 10000);
+	long long k = hb(e.r, "samples"), last = hb(e.r, "sample_done");
+	ck_assert_int_ge(k, 3);
+	time_t t0;
+	ck_assert(kst_parse(CLOCK_TS, &t0));
+	long saturated = 0, down = 0;
+	for (long i = 0; i < n; i++) {
+		int state = formula_state((uint64_t)i, t0);
+		long long counted = i == ahead ? 0 : k;
+		long long uses = state == 3 ? counted : 0;
+		long long out = formula_out_of_service(state) ? counted : 0;
+		down += out > 0;
+		char key[RKEYS_KEY_MAX];
+		rkeys_congestion(key, sizeof(key), cs[i].stat_id, cs[i].chger_id);
+		size_t len = 0;
+		unsigned char *v = (unsigned char *)get_string(e.r, "GET", key, NULL, &len);
+		ck_assert_msg(v && len == RKEYS_CONGESTION_VALUE_BYTES, "%s: %zu bytes", key, len);
+		for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
+			unsigned s0, u0, o0;
+			test_counts(i, slot, 65535, &s0, &u0, &o0);
+			bool now = slot == CLOCK_SLOT;
+			unsigned want_s = sat_add(s0, now ? counted : 0);
+			unsigned want_u = sat_add(u0, now ? uses : 0);
+			unsigned want_o = now ? (unsigned)out : 0;
+			unsigned s = rkeys_congestion_counter(v, len, slot, RKEYS_CG_SAMPLES);
+			unsigned u = rkeys_congestion_counter(v, len, slot, RKEYS_CG_USES);
+			unsigned o = rkeys_congestion_counter(v, len, slot, RKEYS_CG_OUT_OF_SERVICE);
+			ck_assert_msg(s == want_s && u == want_u && o == want_o,
+				      "%s slot %d: %u %u %u, want %u %u %u", key, slot, s, u, o,
+				      want_s, want_u, want_o);
+			saturated += s0 > RKEYS_CONGESTION_COUNTER_MAX;
+		}
+		ck_assert_uint_eq(rkeys_congestion_last_sample(v, len),
+				  i == ahead ? ahead_mark : (uint32_t)last);
+		free(v);
+	}
+	ck_assert_int_gt(saturated, 0);
+	ck_assert_int_gt(down, 0);
+	free(cs);
+	env_stop(&e);
+}
+END_TEST
 
 static void ingestd_ok(const char *db, const struct env *e, const char *a1, const char *a2,
 		       int want)
@@ -496,16 +614,27 @@ START_TEST(empty_redis_restores_counters_from_the_snapshot)
 	unsigned char v[RKEYS_CONGESTION_VALUE_BYTES];
 	for (long i = 0; i < n; i++) {
 		char key[RKEYS_KEY_MAX];
-		int len = rkeys_congestion(key, sizeof(key), cs[i].stat_id, cs[i].chger_id);
+		rkeys_congestion(key, sizeof(key), cs[i].stat_id, cs[i].chger_id);
 		restore_value(i, v);
-		const char *argv[] = {"SET", key, (const char *)v};
-		const size_t lens[] = {3, (size_t)len, sizeof(v)};
-		char err[256];
-		redisReply *reply = rds_command(e.r, 3, argv, lens, err, sizeof(err));
-		ck_assert_msg(reply && reply->type == REDIS_REPLY_STATUS, "SET: %s", err);
-		freeReplyObject(reply);
+		set_value(e.r, key, v, sizeof(v));
 	}
 	ingestd_ok(db, &e, "congestion", NULL, 0);
+	/* the snapshot holds the out-of-service counts, row by row and summed */
+	long long want_down = 0;
+	for (long i = 0; i < n; i++) {
+		for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++) {
+			unsigned s0, u0, o0;
+			test_counts(i, slot, RKEYS_CONGESTION_COUNTER_MAX, &s0, &u0, &o0);
+			want_down += o0;
+		}
+	}
+	ck_assert_int_gt(want_down, 0);
+	PGconn *pg = itest_pg_connect(db);
+	ck_assert_int_eq(itest_pg_long(pg, "SELECT sum(out_of_service) FROM congestion"), want_down);
+	ck_assert_int_eq(itest_pg_long(pg, "SELECT out_of_service FROM congestion_snapshot "
+					   "WHERE is_current"),
+			 want_down);
+	PQfinish(pg);
 	freeReplyObject(CMD(e.r, "FLUSHALL"));
 
 	rt_start(&e, &rt, "second", extra);
@@ -568,6 +697,7 @@ Suite *test_suite(void)
 	tc = tcase_create("congestion");
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, congestion_counts_equal_formula);
+	tcase_add_test(tc, layout1_counters_convert_on_first_sample);
 	tcase_add_test(tc, empty_redis_restores_counters_from_the_snapshot);
 	suite_add_tcase(s, tc);
 	return s;

@@ -79,11 +79,8 @@ END_TEST
 /* A counters value with (samples, uses) in one slot. */
 static void put_slot(char *blob, int slot, unsigned samples, unsigned uses)
 {
-	unsigned char *p = (unsigned char *)blob + slot * 4;
-	p[0] = (unsigned char)(samples >> 8);
-	p[1] = (unsigned char)samples;
-	p[2] = (unsigned char)(uses >> 8);
-	p[3] = (unsigned char)uses;
+	rkeys_congestion_counter_put(blob, slot, RKEYS_CG_SAMPLES, samples);
+	rkeys_congestion_counter_put(blob, slot, RKEYS_CG_USES, uses);
 }
 
 START_TEST(method)

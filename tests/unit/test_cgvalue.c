@@ -72,21 +72,46 @@ START_TEST(key_refused)
 }
 END_TEST
 
-/* A value written byte by byte as rkeys.h describes it. */
+/* A layout-2 value written byte by byte as rkeys.h describes it: slot i's
+ * samples, uses and out of service are 9 nibbles from nibble 9i, big-endian,
+ * so an even slot starts on a byte and an odd one in the low nibble. */
 static void value_bytes(unsigned char *v)
 {
 	memset(v, 0, RKEYS_CONGESTION_VALUE_BYTES);
-	/* slot 0 (Monday 0 h): 3 samples, 1 use */
+	/* slot 0 (Monday 0 h): 3 samples, 1 use, 2 out of service:
+	 * nibbles 003 001 002 */
+	v[1] = 0x30;
+	v[2] = 0x01;
+	v[4] = 0x20;
+	/* slot 37 (Tuesday 13 h), from byte 166's low nibble: 0x102 samples,
+	 * 0x101 uses, 5 out of service: nibbles 102 101 005 */
+	v[166] = 0x01;
+	v[167] = 0x02;
+	v[168] = 0x10;
+	v[169] = 0x10;
+	v[170] = 0x05;
+	/* slot 167 (Sunday 23 h), from byte 751's low nibble: all saturated */
+	v[751] = 0x0f;
+	memset(v + 752, 0xff, 4);
+	/* the marker at byte 756: 0x6745a2f0 = 1732616944 */
+	v[756] = 0x67;
+	v[757] = 0x45;
+	v[758] = 0xa2;
+	v[759] = 0xf0;
+}
+
+/* The same charger in layout 1 (u16 samples and uses per slot, the marker
+ * at byte 672), with a count only layout 1 can hold. */
+static void value_v1_bytes(unsigned char *v)
+{
+	memset(v, 0, RKEYS_CONGESTION_V1_VALUE_BYTES);
 	v[1] = 3;
 	v[3] = 1;
-	/* slot 37 (Tuesday 13 h): 0x0102 samples, 0x0101 uses */
 	v[4 * 37] = 1;
 	v[4 * 37 + 1] = 2;
 	v[4 * 37 + 2] = 1;
 	v[4 * 37 + 3] = 1;
-	/* slot 167 (Sunday 23 h): saturated */
 	memset(v + 4 * 167, 0xff, 4);
-	/* the marker: 0x6745a2f0 = 1732616944 */
 	v[672] = 0x67;
 	v[673] = 0x45;
 	v[674] = 0xa2;
@@ -102,16 +127,51 @@ START_TEST(value_decodes_and_encodes_back)
 	ck_assert_int_eq(cgvalue_decode(v, sizeof(v), &d, why, sizeof(why)), CGVALUE_OK);
 	ck_assert_uint_eq(d.samples[0], 3);
 	ck_assert_uint_eq(d.uses[0], 1);
+	ck_assert_uint_eq(d.out_of_service[0], 2);
 	ck_assert_uint_eq(d.samples[rkeys_congestion_slot(1, 13)], 258);
 	ck_assert_uint_eq(d.uses[rkeys_congestion_slot(1, 13)], 257);
-	ck_assert_uint_eq(d.samples[167], 65535);
-	ck_assert_uint_eq(d.uses[167], 65535);
+	ck_assert_uint_eq(d.out_of_service[rkeys_congestion_slot(1, 13)], 5);
+	ck_assert_uint_eq(d.samples[167], 4095);
+	ck_assert_uint_eq(d.uses[167], 4095);
+	ck_assert_uint_eq(d.out_of_service[167], 4095);
 	ck_assert_uint_eq(d.samples[100], 0);
+	ck_assert_uint_eq(d.out_of_service[100], 0);
 	ck_assert_uint_eq(d.last_sample, 1732616944u);
-	ck_assert_uint_eq(cgvalue_samples_total(&d), 3 + 258 + 65535);
+	ck_assert_uint_eq(cgvalue_samples_total(&d), 3 + 258 + 4095);
+	ck_assert_uint_eq(cgvalue_out_of_service_total(&d), 2 + 5 + 4095);
 	unsigned char back[RKEYS_CONGESTION_VALUE_BYTES];
 	cgvalue_encode(&d, back);
 	ck_assert(memcmp(v, back, sizeof(v)) == 0);
+}
+END_TEST
+
+/* A layout-1 value decodes (out of service 0) and encodes as layout 2:
+ * what realtimed's conversion writes, 65535 saturated at 4095. */
+START_TEST(layout1_value_decodes_and_encodes_as_layout2)
+{
+	unsigned char v1[RKEYS_CONGESTION_V1_VALUE_BYTES];
+	value_v1_bytes(v1);
+	struct cgvalue d;
+	char why[160];
+	ck_assert_int_eq(cgvalue_decode(v1, sizeof(v1), &d, why, sizeof(why)), CGVALUE_OK);
+	ck_assert_uint_eq(d.samples[0], 3);
+	ck_assert_uint_eq(d.uses[0], 1);
+	ck_assert_uint_eq(d.samples[37], 258);
+	ck_assert_uint_eq(d.uses[37], 257);
+	ck_assert_uint_eq(d.samples[167], 65535);
+	ck_assert_uint_eq(d.uses[167], 65535);
+	for (int slot = 0; slot < RKEYS_CONGESTION_SLOTS; slot++)
+		ck_assert_uint_eq(d.out_of_service[slot], 0);
+	ck_assert_uint_eq(d.last_sample, 1732616944u);
+	unsigned char back[RKEYS_CONGESTION_VALUE_BYTES], want[RKEYS_CONGESTION_VALUE_BYTES];
+	cgvalue_encode(&d, back);
+	value_bytes(want);
+	want[4] = 0x00; /* no out of service in slot 0 */
+	want[169] = 0x10; /* nor in slot 37 */
+	want[170] = 0x00;
+	want[754] = 0xf0; /* nor in slot 167 */
+	want[755] = 0x00;
+	ck_assert(memcmp(back, want, sizeof(want)) == 0);
 }
 END_TEST
 
@@ -121,15 +181,32 @@ START_TEST(value_refused)
 	value_bytes(v);
 	struct cgvalue d;
 	char why[160];
-	/* 672 bytes: the layout before the marker; a byte more; nothing */
+	/* counters without the marker; a byte more; a byte short of layout 1;
+	 * nothing */
 	ck_assert_int_eq(cgvalue_decode(v, RKEYS_CONGESTION_BYTES, &d, why, sizeof(why)),
 			 CGVALUE_BAD_LENGTH);
-	ck_assert(strstr(why, "672 bytes, not 676"));
+	ck_assert_msg(strstr(why, "756 bytes, not 760 (or 676, layout 1)"), "%s", why);
 	ck_assert_int_eq(cgvalue_decode(v, sizeof(v), &d, why, sizeof(why)), CGVALUE_BAD_LENGTH);
+	ck_assert_int_eq(cgvalue_decode(v, 675, &d, why, sizeof(why)), CGVALUE_BAD_LENGTH);
 	ck_assert_int_eq(cgvalue_decode(v, 0, &d, why, sizeof(why)), CGVALUE_BAD_LENGTH);
-	/* more uses than samples in Tuesday 13 h */
-	v[4 * 37 + 2] = 2;
+	/* more uses than samples in Tuesday 13 h: 0x201 */
+	v[168] = 0x20;
 	ck_assert_int_eq(cgvalue_decode(v, RKEYS_CONGESTION_VALUE_BYTES, &d, why, sizeof(why)),
+			 CGVALUE_BAD_COUNTS);
+	ck_assert_msg(strstr(why, "slot 37 (Tuesday 13 h): 513 uses of 258 samples"), "%s", why);
+	/* more out of service than samples there: 0x103 */
+	v[168] = 0x10;
+	v[169] = 0x11;
+	v[170] = 0x03;
+	ck_assert_int_eq(cgvalue_decode(v, RKEYS_CONGESTION_VALUE_BYTES, &d, why, sizeof(why)),
+			 CGVALUE_BAD_COUNTS);
+	ck_assert_msg(strstr(why, "slot 37 (Tuesday 13 h): 259 out of service of 258 samples"),
+		      "%s", why);
+	/* in layout 1, more uses than samples */
+	unsigned char v1[RKEYS_CONGESTION_V1_VALUE_BYTES];
+	value_v1_bytes(v1);
+	v1[4 * 37 + 2] = 2;
+	ck_assert_int_eq(cgvalue_decode(v1, sizeof(v1), &d, why, sizeof(why)),
 			 CGVALUE_BAD_COUNTS);
 	ck_assert_msg(strstr(why, "slot 37 (Tuesday 13 h): 513 uses of 258 samples"), "%s", why);
 	ck_assert_str_eq(cgvalue_reject_name(CGVALUE_BAD_COUNTS), "bad_counts");
@@ -168,6 +245,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, key_parses);
 	tcase_add_test(tc, key_refused);
 	tcase_add_test(tc, value_decodes_and_encodes_back);
+	tcase_add_test(tc, layout1_value_decodes_and_encodes_as_layout2);
 	tcase_add_test(tc, value_refused);
 	tcase_add_test(tc, numbers_render);
 	suite_add_tcase(s, tc);
