@@ -160,10 +160,13 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	DRIVER_ASAN_OPTIONS=$ASAN_OPTIONS
 	[[ $ASAN_OPTIONS == *detect_leaks=1* ]] && DRIVER_ASAN_OPTIONS=${ASAN_OPTIONS//detect_leaks=1/detect_leaks=0}
 	IN_PROCESS="test_pgx test_rds"
+	# TEST_SIM_BIN (make test SAN=1: the plain simulator) is for the tests
+	# of the roles; the simulator's own tests run the one under test.
 	run_integration() { # BINARY [SHARDS]
-		local opts=$DRIVER_ASAN_OPTIONS
+		local opts=$DRIVER_ASAN_OPTIONS sim=${TEST_SIM_BIN:-}
 		[[ " $IN_PROCESS " == *" $(basename "$1") "* ]] && opts=$ASAN_OPTIONS
-		ASAN_OPTIONS=$opts run_bin "$@"
+		[[ $(basename "$1") == test_sim_* ]] && sim=
+		ASAN_OPTIONS=$opts TEST_SIM_BIN=$sim run_bin "$@"
 	}
 	# The longest first, so that the short ones fill in around them; these
 	# are split into shards (name:count): their tests share no fixed resource.

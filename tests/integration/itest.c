@@ -134,6 +134,11 @@ const char *itest_env(const char *name)
 const char *itest_bin(const char *name)
 {
 	static __thread char path[4096];
+	const char *sim = getenv("TEST_SIM_BIN");
+	if (sim && *sim && strcmp(name, "upstream-sim") == 0) {
+		snprintf(path, sizeof(path), "%s", sim);
+		return path;
+	}
 	const char *dir = getenv("TEST_BIN");
 	if (dir && *dir)
 		snprintf(path, sizeof(path), "%s/%s", dir, name);

@@ -21,7 +21,9 @@
 
 /* The variable's value; fails the test when unset. */
 const char *itest_env(const char *name);
-/* "$TEST_BIN/<name>" in a per-thread static buffer, overwritten by the next call. */
+/* "$TEST_BIN/<name>" in a per-thread static buffer, overwritten by the next
+ * call; "upstream-sim" is $TEST_SIM_BIN when that is set (tests/run.sh: the
+ * unsanitized simulator for the SAN pass of tests that do not test it). */
 const char *itest_bin(const char *name);
 /* "$TEST_ROOT/<relative>". Caller frees. */
 char *itest_path(const char *relative);
