@@ -49,9 +49,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# Below the ephemeral range, where CI's tests beside the benchmarks take
+# ports for their outgoing connections (tests/harness/stores.sh).
+free_port() { "$ROOT/tests/harness/stores.sh" free-port; }
 
 # ---- stores and data ----
 mkdir -p "$TMP/stores"
@@ -204,6 +204,8 @@ CONF
 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;' &
 NGINX_PID=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$NGINX_PORT/box.json" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$NGINX_PORT/box.json" >/dev/null ||
+	{ echo "apid_stations.sh: nginx did not answer on port $NGINX_PORT" >&2; cat "$TMP/nginx/logs/error.log" >&2; exit 1; }
 
 # ---- runs ----
 # wrk's p99 (from its --latency output on stdin) in ms.

@@ -127,7 +127,9 @@ start_on_free_port() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stores.sh pg-start|redis-start|pg-stop|pg-kill|redis-stop|redis-kill|stop DIR [PORT] [PASSWORD]"
+# A port for a server of a benchmark's own (nginx), from the same range.
+[ "$cmd" = free-port ] && { free_port; exit 0; }
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stores.sh free-port | pg-start|redis-start|pg-stop|pg-kill|redis-stop|redis-kill|stop DIR [PORT] [PASSWORD]"
 case "$cmd" in
 pg-start) start_on_free_port pg_start pg "$dir" "${3:-0}" ;;
 redis-start) start_on_free_port redis_start redis "$dir" "${3:-0}" "${4:-}" ;;
