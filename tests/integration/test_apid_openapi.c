@@ -369,6 +369,25 @@ START_TEST(document_served_and_answers_valid)
 		yajl_tree_free(answer);
 		free(forecast_url);
 	}
+	/* every example the document gives is valid against its schema */
+	size_t examples = 0;
+	for (size_t i = 0; i < jlen(paths); i++) {
+		yajl_val responses = jkey(jkey(paths->u.object.values[i], "get"), "responses");
+		for (size_t k = 0; k < jlen(responses); k++) {
+			yajl_val media = jkey(jkey(responses->u.object.values[k], "content"),
+					      "application/json");
+			yajl_val example = jkey(media, "example");
+			if (!example)
+				continue;
+			char at[256], why[512] = "";
+			snprintf(at, sizeof(at), "example of %s %s", paths->u.object.keys[i],
+				 responses->u.object.keys[k]);
+			ck_assert_msg(valid(jkey(media, "schema"), example, at, why, sizeof(why)),
+				      "%s", why);
+			examples++;
+		}
+	}
+	ck_assert_uint_ge(examples, 1); /* /stations/{stationId}/statistics has one */
 	/* the validator does reject: a marker without its count */
 	yajl_val bad =
 		apid_parse("{\"stations\":[{\"stationId\":\"x\",\"stationName\":\"y\","
