@@ -231,29 +231,45 @@ size_t stats_pending(const struct stats *st)
 
 /* ---- the arithmetic ---- */
 
+/* One class's 24 hours: the share of its chargers' samples that `counted`
+ * (uses, or out of service) counts, pooled over the class. */
 static void put_class(struct json_gen *g, const char *name, size_t n, const bool *is_quick,
-		      bool quick, const char *const *blobs, const size_t *lens, int weekday)
+		      bool quick, const char *const *blobs, const size_t *lens, int weekday,
+		      enum rkeys_cg_counter counted)
 {
 	json_key(g, name);
 	json_arr_begin(g);
 	for (int hour = 0; hour < 24; hour++) {
-		uint64_t samples = 0, uses = 0;
+		uint64_t samples = 0, hits = 0;
 		int slot = rkeys_congestion_slot(weekday, hour);
 		for (size_t i = 0; i < n; i++) {
 			if (is_quick[i] != quick)
 				continue;
-			samples += rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_SAMPLES);
-			uses += rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_USES);
+			samples +=
+				rkeys_congestion_counter(blobs[i], lens[i], slot, RKEYS_CG_SAMPLES);
+			hits += rkeys_congestion_counter(blobs[i], lens[i], slot, counted);
 		}
 		json_obj_begin(g);
 		json_kv_int(g, "hour", hour);
-		double ratio = samples ? round((double)uses / (double)samples * 10000) / 10000 : -1;
+		double ratio = samples ? round((double)hits / (double)samples * 10000) / 10000 : -1;
 		if (ratio > 1)
-			ratio = 1; /* saturated counters can leave uses above samples */
+			ratio = 1; /* saturated counters can leave a count above samples */
 		json_kv_double(g, "ratio", ratio, JSON_SHORTEST);
 		json_obj_end(g);
 	}
 	json_arr_end(g);
+}
+
+/* Member `key`: both classes' hours of `counted`. */
+static void put_classes(struct json_gen *g, const char *key, size_t n, const bool *is_quick,
+			const char *const *blobs, const size_t *lens, int weekday,
+			enum rkeys_cg_counter counted)
+{
+	json_key(g, key);
+	json_obj_begin(g);
+	put_class(g, "standard", n, is_quick, false, blobs, lens, weekday, counted);
+	put_class(g, "quick", n, is_quick, true, blobs, lens, weekday, counted);
+	json_obj_end(g);
 }
 
 void stats_render(struct buf *out, const char *station_id, size_t nchargers, const bool *is_quick,
@@ -264,11 +280,10 @@ void stats_render(struct buf *out, const char *station_id, size_t nchargers, con
 	json_gen_init(&g, out);
 	json_obj_begin(&g);
 	json_kv_str(&g, "stationId", station_id);
-	json_key(&g, "congestion");
-	json_obj_begin(&g);
-	put_class(&g, "standard", nchargers, is_quick, false, blobs, lens, weekday);
-	put_class(&g, "quick", nchargers, is_quick, true, blobs, lens, weekday);
-	json_obj_end(&g);
+	put_classes(&g, "congestion", nchargers, is_quick, blobs, lens, weekday, RKEYS_CG_USES);
+	/* reliability (issue 10): out of service apart from busy */
+	put_classes(&g, "outOfService", nchargers, is_quick, blobs, lens, weekday,
+		    RKEYS_CG_OUT_OF_SERVICE);
 	stats_put_source(&g, src);
 	json_obj_end(&g);
 	if (!json_gen_finish(&g))

@@ -6,7 +6,8 @@
  * without blocking the worker. Owns that connection per worker: connect
  * (with a timeout), AUTH/SELECT, reconnect with backoff, a deadline per
  * request (503 when Redis is slow or gone), and the arithmetic: a class's
- * ratio for an hour is the sum of its chargers' uses over the sum of their
+ * ratio for an hour is the sum of its chargers' uses (congestion), or of
+ * their out-of-service counts (outOfService), over the sum of their
  * samples, -1 when there is no sample. When Redis cannot answer, the
  * request goes to pgstats.h (the PostgreSQL snapshot).
  *

@@ -393,28 +393,44 @@ START_TEST(filters_list_what_exists)
 END_TEST
 
 /* BITFIELD the counters of one slot, as realtimed does. */
+static void count_slot_down(struct apid_env *e, const char *station, const char *charger,
+			    int weekday, int hour, int samples, int uses, int out_of_service)
+{
+	char key[RKEYS_KEY_MAX], at[RKEYS_CG_COUNTERS][16], n[RKEYS_CG_COUNTERS][16];
+	rkeys_congestion(key, sizeof(key), station, charger);
+	int slot = rkeys_congestion_slot(weekday, hour);
+	int counts[RKEYS_CG_COUNTERS] = {[RKEYS_CG_SAMPLES] = samples,
+					 [RKEYS_CG_USES] = uses,
+					 [RKEYS_CG_OUT_OF_SERVICE] = out_of_service};
+	for (int c = 0; c < RKEYS_CG_COUNTERS; c++) {
+		snprintf(at[c], sizeof(at[c]), "#%d", rkeys_congestion_counter_index(slot, c));
+		snprintf(n[c], sizeof(n[c]), "%d", counts[c]);
+	}
+	apid_redis(e, 16,
+		   (const char *[]){"BITFIELD", key, "OVERFLOW", "SAT", "INCRBY", "u12", at[0], n[0],
+				    "INCRBY", "u12", at[1], n[1], "INCRBY", "u12", at[2], n[2]});
+}
+
 static void count_slot(struct apid_env *e, const char *station, const char *charger, int weekday,
 		       int hour, int samples, int uses)
 {
-	char key[RKEYS_KEY_MAX], s_at[16], u_at[16], s_n[16], u_n[16];
-	rkeys_congestion(key, sizeof(key), station, charger);
-	int slot = rkeys_congestion_slot(weekday, hour);
-	snprintf(s_at, sizeof(s_at), "#%d", rkeys_congestion_counter_index(slot, RKEYS_CG_SAMPLES));
-	snprintf(u_at, sizeof(u_at), "#%d", rkeys_congestion_counter_index(slot, RKEYS_CG_USES));
-	snprintf(s_n, sizeof(s_n), "%d", samples);
-	snprintf(u_n, sizeof(u_n), "%d", uses);
-	apid_redis(e, 12,
-		   (const char *[]){"BITFIELD", key, "OVERFLOW", "SAT", "INCRBY", "u12", s_at, s_n,
-				    "INCRBY", "u12", u_at, u_n});
+	count_slot_down(e, station, charger, weekday, hour, samples, uses, 0);
 }
 
-static double ratio_at(yajl_val v, const char *cls, int hour)
+/* The ratio of `hour` in list `cls` of member `what` (congestion,
+ * outOfService), after checking the list has 24 hours in order. */
+static double share_at(yajl_val v, const char *what, const char *cls, int hour)
 {
-	yajl_val list = jkey(jkey(v, "congestion"), cls);
+	yajl_val list = jkey(jkey(v, what), cls);
 	ck_assert_uint_eq(jlen(list), 24);
 	yajl_val e = jat(list, (size_t)hour);
 	ck_assert_double_eq(jnum(e, "hour"), hour);
 	return jnum(e, "ratio");
+}
+
+static double ratio_at(yajl_val v, const char *cls, int hour)
+{
+	return share_at(v, "congestion", cls, hour);
 }
 
 START_TEST(statistics_from_counters)
@@ -446,6 +462,51 @@ START_TEST(statistics_from_counters)
 	apid_expect_400(&e, "/stations/ME000001/statistics?dayOfWeek=funday",
 			"dayOfWeek: 'funday' is not a day");
 	yajl_tree_free(apid_json(&e, "/stations/NOPE/statistics", 404));
+	apid_teardown(&e);
+}
+END_TEST
+
+/* Reliability (issue 10): outOfService per hour, apart from busy, pooled
+ * over a class's chargers as congestion is. */
+START_TEST(statistics_out_of_service)
+{
+	struct apid_env e;
+	fixture(&e, NULL);
+	/* ME000002 on Wednesdays at 08:00: the standard chargers 01 (7 kW: 10
+	 * samples, 2 uses, 3 out of service) and 03 (unknown output: 6 samples,
+	 * all out of service); the quick 02 (100 kW) out of service in 5 of 5.
+	 * At 09:00 only 01, busy in 4 of 4. */
+	count_slot_down(&e, "ME000002", "01", 2, 8, 10, 2, 3);
+	count_slot_down(&e, "ME000002", "03", 2, 8, 6, 0, 6);
+	count_slot_down(&e, "ME000002", "02", 2, 8, 5, 0, 5);
+	count_slot_down(&e, "ME000002", "01", 2, 9, 4, 4, 0);
+	yajl_val v = apid_json(&e, "/stations/ME000002/statistics?dayOfWeek=wednesday", 200);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 8), 0.5625); /* 9 / 16 */
+	ck_assert_double_eq(share_at(v, "congestion", "standard", 8), 0.125);	 /* 2 / 16 */
+	ck_assert_double_eq(share_at(v, "outOfService", "quick", 8), 1);
+	ck_assert_double_eq(share_at(v, "congestion", "quick", 8), 0);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 9), 0);
+	ck_assert_double_eq(share_at(v, "congestion", "standard", 9), 1);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 7), -1); /* no sample */
+	ck_assert_double_eq(share_at(v, "outOfService", "quick", 9), -1);
+	yajl_tree_free(v);
+	v = apid_json(&e, "/stations/ME000002/statistics?dayOfWeek=thursday", 200);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 8), -1);
+	yajl_tree_free(v);
+	/* a layout-1 value (676 bytes: u16 samples and uses, no out-of-service
+	 * counter; realtimed converts it on its next sample) counts none */
+	char at_s[16], at_u[16];
+	int slot = rkeys_congestion_slot(2, 8);
+	snprintf(at_s, sizeof(at_s), "#%d", slot * 2);
+	snprintf(at_u, sizeof(at_u), "#%d", slot * 2 + 1);
+	apid_redis(&e, 14,
+		   (const char *[]){"BITFIELD", "ev:cg:ME000006:01", "SET", "u8", "#675", "0",
+				    "INCRBY", "u16", at_s, "4", "INCRBY", "u16", at_u, "1"});
+	v = apid_json(&e, "/stations/ME000006/statistics?dayOfWeek=wednesday", 200);
+	ck_assert_double_eq(share_at(v, "congestion", "quick", 8), 0.25);
+	ck_assert_double_eq(share_at(v, "outOfService", "quick", 8), 0);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 8), -1); /* no such charger */
+	yajl_tree_free(v);
 	apid_teardown(&e);
 }
 END_TEST
@@ -699,6 +760,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, regions_and_clusters);
 	tcase_add_test(tc, filters_list_what_exists);
 	tcase_add_test(tc, statistics_from_counters);
+	tcase_add_test(tc, statistics_out_of_service);
 	tcase_add_test(tc, live_state_follows_the_stream);
 	tcase_add_test(tc, rebuild_on_notify);
 	tcase_add_test(tc, rebuild_on_ingest_run_without_notify);

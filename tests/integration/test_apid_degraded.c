@@ -24,7 +24,8 @@ static void seed(struct apid_env *e)
 
 /* A current congestion snapshot (as `ingestd congestion` leaves it) taken at
  * 1732500000 (2024-11-25 11:00 KST): ST000001 on Fridays at 10:00, the
- * standard charger 01 busy in 4 of 4 samples, the quick one 02 in 2 of 8. */
+ * standard charger 01 busy in 4 of 4 samples, the quick one 02 in 2 of 8
+ * and out of service in 3 others. */
 static void seed_snapshot(struct apid_env *e)
 {
 	apid_sql(e->pg, "INSERT INTO congestion_snapshot (run_id, taken_at, finished_at, outcome, "
@@ -34,13 +35,23 @@ static void seed_snapshot(struct apid_env *e)
 	apid_sql(e->pg, "INSERT INTO congestion_history VALUES (1, 'ST000001', '01', 4, 10, 4, 4), "
 			"(1, 'ST000001', '02', 4, 10, 8, 2), (1, 'ST000001', '02', 4, 11, 0, 0), "
 			"(1, 'ST000001', 'GONE', 4, 10, 9, 9)");
+	apid_sql(e->pg, "UPDATE congestion_history SET out_of_service = 3 "
+			"WHERE chger_id = '02' AND hour = 10");
+	apid_sql(e->pg, "UPDATE congestion_history SET out_of_service = 9 WHERE chger_id = 'GONE'");
+}
+
+/* The ratio of `hour` in list `cls` of member `what` (congestion,
+ * outOfService). */
+static double share_at(yajl_val v, const char *what, const char *cls, int hour)
+{
+	yajl_val list = jkey(jkey(v, what), cls);
+	ck_assert_uint_eq(jlen(list), 24);
+	return jnum(jat(list, (size_t)hour), "ratio");
 }
 
 static double ratio_at(yajl_val v, const char *cls, int hour)
 {
-	yajl_val list = jkey(jkey(v, "congestion"), cls);
-	ck_assert_uint_eq(jlen(list), 24);
-	return jnum(jat(list, (size_t)hour), "ratio");
+	return share_at(v, "congestion", cls, hour);
 }
 
 /* Headers of GET path (caller frees); the status must be `status`. */
@@ -114,6 +125,11 @@ START_TEST(redis_killed_and_restarted)
 	ck_assert_double_eq(ratio_at(v, "quick", 10), 0.25);
 	ck_assert_double_eq(ratio_at(v, "quick", 11), -1); /* a row without samples */
 	ck_assert_double_eq(ratio_at(v, "standard", 9), -1);
+	/* reliability from the snapshot's out_of_service column */
+	ck_assert_double_eq(share_at(v, "outOfService", "quick", 10), 0.375);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 10), 0);
+	ck_assert_double_eq(share_at(v, "outOfService", "quick", 11), -1);
+	ck_assert_double_eq(share_at(v, "outOfService", "standard", 9), -1);
 	yajl_tree_free(v);
 	v = apid_json(&e, "/stations/ST000001/statistics?dayOfWeek=monday", 200);
 	ck_assert_str_eq(jstr(v, "source"), "snapshot");

@@ -319,10 +319,12 @@ START_TEST(document_served_and_answers_valid)
 	apid_charger(e.pg, "OA000001", "02", "02", "7", 3, 0);
 	apid_charger(e.pg, "OA000002", "01", "X1", NULL, 9, 0);
 	apid_sql(e.pg, "UPDATE charger SET method = '동시' WHERE chger_id = '02'");
-	/* slot 34 (Tuesday 10 h): 3 samples, 2 uses (rkeys.h u12 #3i, #3i+1) */
-	apid_redis(&e, 12,
+	/* slot 34 (Tuesday 10 h): 3 samples, 2 uses, 1 out of service (rkeys.h
+	 * u12 #3i, #3i+1, #3i+2) */
+	apid_redis(&e, 16,
 		   (const char *[]){"BITFIELD", "ev:cg:OA000001:01", "OVERFLOW", "SAT", "INCRBY",
-				    "u12", "#102", "3", "INCRBY", "u12", "#103", "2"});
+				    "u12", "#102", "3", "INCRBY", "u12", "#103", "2", "INCRBY", "u12",
+				    "#104", "1"});
 	apid_start(&e, NULL, true);
 
 	/* the served document is the file */
