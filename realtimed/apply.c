@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "mirror.h"
@@ -58,6 +59,8 @@ struct apply {
 	size_t inflight;
 	struct apply_stats stats;
 	struct rcmd cmd, quick_add, quick_rem, avs; /* owned: reused per batch */
+	struct rpipe block; /* owned: the batch's block, sent whole at its end */
+	int64_t busy_since_ms; /* the first block sent since the writer was idle; 0: idle */
 	void (*barrier_fn)(void *ctx);
 	void *barrier_ctx;
 	uint64_t errors_logged;
@@ -76,13 +79,24 @@ static void batch_free(struct batch *b)
 	free(b);
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void check_barrier(struct apply *a)
 {
-	if (a->barrier_fn && apply_is_idle(a)) {
+	if (!apply_is_idle(a))
+		return;
+	if (a->barrier_fn) {
 		void (*fn)(void *) = a->barrier_fn;
 		a->barrier_fn = NULL;
 		fn(a->barrier_ctx);
 	}
+	if (apply_is_idle(a))
+		a->busy_since_ms = 0;
 }
 
 static void pause_writes(struct apply *a)
@@ -100,11 +114,6 @@ static void refused(struct apply *a, int count, const char *why)
 		log_error("apply: Redis refused a batch of %d statuses: %.200s%s", count, why,
 			  a->errors_logged > 1 ? " (repeated)" : "");
 	pause_writes(a);
-}
-
-static void on_queued(void *arg, const redisReply *reply)
-{
-	/* +QUEUED; a refusal shows again in EXEC's reply (EXECABORT) */
 }
 
 static void on_exec_reply(void *arg, const redisReply *reply)
@@ -143,52 +152,46 @@ static void on_exec_reply(void *arg, const redisReply *reply)
 	apply_kick(a);
 }
 
-/* Send the command in c; false when it could not go (the block is then
- * broken: the caller drops the connection). */
-static bool queue(struct apply *a, struct rcmd *c)
-{
-	return aredis_send(a->r, c, on_queued, NULL);
-}
-
 /* WATCH the lease, the fence, MULTI: the start of a batch's block. The
  * fence's answer is not awaited: when it found another token, EXEC's
- * reply is nil. */
-static bool open_block(struct apply *a)
+ * reply is nil. The replies before EXEC's (OK, the fence's, +QUEUED) are
+ * not looked at: a refusal shows again in EXEC's (EXECABORT). */
+static void open_block(struct apply *a)
 {
 	const char *watch[] = {"WATCH", RKEYS_LEASE, RKEYS_FENCED};
 	const char *multi[] = {"MULTI"};
 	struct rcmd *c = &a->cmd;
+	rpipe_reset(&a->block);
+	rpipe_addv(&a->block, 3, watch);
 	rcmd_reset(c);
 	rcmd_evalsha(c, a->r, a->fence_script, 2);
 	rcmd_adds(c, RKEYS_LEASE);
 	rcmd_adds(c, RKEYS_FENCED);
 	rcmd_adds(c, lease_token(a->lease));
-	return aredis_sendv(a->r, on_queued, NULL, 3, watch) &&
-	       aredis_send(a->r, c, on_queued, NULL) &&
-	       aredis_sendv(a->r, on_queued, NULL, 1, multi);
+	rpipe_add(&a->block, c);
+	rpipe_addv(&a->block, 1, multi);
 }
 
 /* The block's last commands: the lease extended, the token log (when
- * kept), EXEC. */
+ * kept), EXEC; then the block goes, whole. */
 static bool close_block(struct apply *a, struct batch *b)
 {
 	char period[24];
 	snprintf(period, sizeof(period), "%d", lease_period_ms(a->lease));
 	const char *extend[] = {"PEXPIRE", RKEYS_LEASE, period};
-	b->lease_stamp = lease_stamp(a->lease);
-	if (!aredis_sendv(a->r, on_queued, NULL, 3, extend))
-		return false;
+	rpipe_addv(&a->block, 3, extend);
 	if (a->opts.token_log > 0) {
 		const char *push[] = {"RPUSH", RKEYS_WRITERS, lease_token(a->lease)};
 		char keep[24];
 		snprintf(keep, sizeof(keep), "%d", -a->opts.token_log);
 		const char *trim[] = {"LTRIM", RKEYS_WRITERS, keep, "-1"};
-		if (!aredis_sendv(a->r, on_queued, NULL, 3, push) ||
-		    !aredis_sendv(a->r, on_queued, NULL, 4, trim))
-			return false;
+		rpipe_addv(&a->block, 3, push);
+		rpipe_addv(&a->block, 4, trim);
 	}
 	const char *exec[] = {"EXEC"};
-	return aredis_sendv(a->r, on_exec_reply, b, 1, exec);
+	rpipe_addv(&a->block, 1, exec);
+	b->lease_stamp = lease_stamp(a->lease);
+	return aredis_send_pipe(a->r, &a->block, on_exec_reply, b);
 }
 
 /* One station's writes of a batch, gathered while its entries come. */
@@ -215,14 +218,17 @@ static void run_begin(struct apply *a, struct run *run, uint32_t station, const 
 	rcmd_adds(&a->quick_rem, key);
 }
 
-static bool run_end(struct apply *a, const struct run *run)
+static void run_end(struct apply *a, const struct run *run)
 {
-	return (run->fields == 0 || queue(a, &a->cmd)) &&
-	       (run->adds == 0 || queue(a, &a->quick_add)) &&
-	       (run->removes == 0 || queue(a, &a->quick_rem));
+	if (run->fields > 0)
+		rpipe_add(&a->block, &a->cmd);
+	if (run->adds > 0)
+		rpipe_add(&a->block, &a->quick_add);
+	if (run->removes > 0)
+		rpipe_add(&a->block, &a->quick_rem);
 }
 
-static bool send_change(struct apply *a, const struct table_entry *e)
+static void add_change(struct apply *a, const struct table_entry *e)
 {
 	char stat[4], updated[24];
 	snprintf(stat, sizeof(stat), "%d", e->stat);
@@ -231,12 +237,12 @@ static bool send_change(struct apply *a, const struct table_entry *e)
 	snprintf(maxlen, sizeof(maxlen), "%d", RKEYS_CHANGES_MAXLEN);
 	const char *argv[] = {"XADD", RKEYS_CHANGES, "MAXLEN", "~", maxlen, "*", "s",
 			      e->stat_id, "c", e->chger_id, "st", stat, "t", updated};
-	return aredis_sendv(a->r, on_queued, NULL, 14, argv);
+	rpipe_addv(&a->block, 14, argv);
 }
 
 /* The pending stations' ev:av values (MSET), and DEL of those left without
  * a charger. */
-static bool send_availability(struct apply *a)
+static void add_availability(struct apply *a)
 {
 	struct rcmd *set = &a->avs;
 	rcmd_reset(set);
@@ -258,16 +264,19 @@ static bool send_availability(struct apply *a)
 		}
 		n++;
 	}
-	return (set->argc == 1 || queue(a, set)) && (a->cmd.argc == 1 || queue(a, &a->cmd));
+	if (set->argc > 1)
+		rpipe_add(&a->block, set);
+	if (a->cmd.argc > 1)
+		rpipe_add(&a->block, &a->cmd);
 }
 
 enum sent {
 	SENT_BLOCK,   /* a MULTI block went */
 	SENT_NOTHING, /* every entry taken was as Redis holds it: no block needed */
-	SENT_FAILED,  /* out of memory, or the connection broke: entries requeued */
+	SENT_FAILED,  /* out of memory, or not connected: entries requeued */
 };
 
-/* Build and send one batch from the queue. */
+/* Build one batch's block from the queue and send it. */
 static enum sent send_batch(struct apply *a)
 {
 	struct table *t = a->table;
@@ -277,11 +286,11 @@ static enum sent send_batch(struct apply *a)
 		return SENT_FAILED;
 	}
 	b->a = a;
-	bool is_open = false, ok = true;
+	bool is_open = false;
 	struct run run = {0};
 	long index;
 	char value[32];
-	while (ok && b->count < a->opts.batch_size && (index = table_take_dirty(t)) >= 0) {
+	while (b->count < a->opts.batch_size && (index = table_take_dirty(t)) >= 0) {
 		b->entries[b->count++] = index;
 		const struct table_entry *e = table_at(t, index);
 		bool stored = e->stored_flags & TABLE_STORED;
@@ -293,12 +302,12 @@ static enum sent send_batch(struct apply *a)
 			if (want_quick == in_quick)
 				continue;
 		}
-		if (!is_open && !(ok = open_block(a)))
-			break;
+		if (!is_open)
+			open_block(a);
 		is_open = true;
 		if (run.station != e->station) {
-			if (run.station && !(ok = run_end(a, &run)))
-				break;
+			if (run.station)
+				run_end(a, &run);
 			run_begin(a, &run, e->station, e->stat_id);
 		}
 		if (newer) {
@@ -309,8 +318,7 @@ static enum sent send_batch(struct apply *a)
 			b->applied++;
 			/* a charger's first sight from a sweep or re-apply seeds */
 			if (stored || !(e->flags & TABLE_SEED)) {
-				if (!(ok = send_change(a, e)))
-					break;
+				add_change(a, e);
 				b->changes++;
 			}
 		}
@@ -325,33 +333,33 @@ static enum sent send_batch(struct apply *a)
 		}
 		table_store(t, index, newer, want_quick);
 	}
-	if (ok && run.station)
-		ok = run_end(a, &run);
-	if (ok && table_av_pending(t) > 0) {
+	if (run.station)
+		run_end(a, &run);
+	if (table_av_pending(t) > 0) {
 		if (!is_open)
-			ok = open_block(a);
+			open_block(a);
 		is_open = true;
-		ok = ok && send_availability(a);
+		add_availability(a);
 	}
-	if (ok && is_open)
-		ok = close_block(a, b);
-	if (ok && is_open) {
+	if (!is_open) {
+		/* nothing newer than Redis holds: no block */
+		a->stats.stale += b->stale;
+		batch_free(b);
+		return SENT_NOTHING;
+	}
+	if (close_block(a, b)) {
+		if (a->busy_since_ms == 0)
+			a->busy_since_ms = mono_ms();
 		a->inflight++;
 		return SENT_BLOCK;
 	}
-	if (!ok) {
-		/* a half-sent block must not stay open on the connection */
-		if (is_open)
-			aredis_drop(a->r, "apply: a MULTI block could not be sent whole");
-		a->mstate = MIRROR_NONE;
-		requeue(b);
-	} else {
-		/* nothing newer than Redis holds: no block */
-		a->stats.stale += b->stale;
-	}
+	/* the stored state already counts the block as written: load it again */
+	a->mstate = MIRROR_NONE;
+	requeue(b);
 	batch_free(b);
-	return ok ? SENT_NOTHING : SENT_FAILED;
+	return SENT_FAILED;
 }
+
 static bool mirror_is_current(const struct apply *a)
 {
 	return a->epoch_connects == aredis_connects(a->r) &&
@@ -440,6 +448,7 @@ struct apply *apply_new(struct event_base *base, struct aredis *r, struct lease 
 	rcmd_init(&a->quick_add);
 	rcmd_init(&a->quick_rem);
 	rcmd_init(&a->avs);
+	rpipe_init(&a->block);
 	a->fence_script = aredis_script(r, fence_lua);
 	a->mirror = mirror_new(r, t);
 	a->pump_ev = event_new(base, -1, 0, on_pump, a);
@@ -464,6 +473,7 @@ void apply_free(struct apply *a)
 	rcmd_free(&a->quick_add);
 	rcmd_free(&a->quick_rem);
 	rcmd_free(&a->avs);
+	rpipe_free(&a->block);
 	free(a);
 }
 
@@ -485,6 +495,11 @@ size_t apply_inflight(const struct apply *a)
 const struct apply_stats *apply_stats(const struct apply *a)
 {
 	return &a->stats;
+}
+
+int64_t apply_busy_ms(const struct apply *a)
+{
+	return a->busy_since_ms ? mono_ms() - a->busy_since_ms : 0;
 }
 
 void apply_barrier(struct apply *a, void (*fn)(void *ctx), void *ctx)

@@ -77,6 +77,11 @@ bool apply_is_idle(const struct apply *a);
 size_t apply_inflight(const struct apply *a);
 const struct apply_stats *apply_stats(const struct apply *a);
 
+/* Milliseconds from the first block sent since the writer was last idle
+ * to now: in a barrier's fn, how long the writes it waited for took (first
+ * block sent to last reply). 0 when idle. */
+int64_t apply_busy_ms(const struct apply *a);
+
 /* Call fn(ctx) once, the next time everything dirty now (and since) has
  * been written and acknowledged: the heartbeat that claims a poll's
  * coverage goes after the poll's statuses. A new barrier replaces an

@@ -70,6 +70,7 @@ struct aredis {
 	uint64_t connects;
 	uint64_t rng;
 	char drop_why[256];
+	struct buf scratch; /* owned: one command formatted by aredis_send(v) */
 };
 
 static int64_t now_ms(void)
@@ -479,6 +480,7 @@ struct aredis *aredis_new(struct event_base *base, const struct aredis_opts *opt
 		r->opts.io_timeout_ms = 10000;
 	if (r->opts.backoff_max_ms < r->opts.backoff_first_ms)
 		r->opts.backoff_max_ms = r->opts.backoff_first_ms;
+	buf_init(&r->scratch);
 	r->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20) ^ (uint64_t)(uintptr_t)r;
 	if (!r->rng)
 		r->rng = 1;
@@ -517,6 +519,7 @@ void aredis_free(struct aredis *r)
 		event_free(r->timer);
 	if (r->drop_ev)
 		event_free(r->drop_ev);
+	buf_free(&r->scratch);
 	free(r->url);
 	free(r);
 }
@@ -563,11 +566,9 @@ const char *aredis_describe(const struct aredis *r)
 
 /* ---- commands ---- */
 
-static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+/* A reply arrived (reply NULL: the context is being freed). */
+static void count_reply(struct aredis *r, const redisReply *reply)
 {
-	struct pending *p = privdata;
-	struct aredis *r = p->r;
-	redisReply *reply = reply_;
 	if (reply) {
 		if (r->inflight > 0)
 			r->inflight--;
@@ -575,47 +576,173 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 		if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
 			drop_later(r, "the script cache was flushed (NOSCRIPT): reloading");
 	} else {
-		/* the context is being freed: nothing may be sent from here */
+		/* nothing may be sent from here */
 		r->closing = true;
 	}
-	p->fn(p->arg, reply);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+	struct pending *p = privdata;
+	count_reply(p->r, reply_);
+	p->fn(p->arg, reply_);
 	free(p);
+}
+
+/* The reply of a pipeline's command before its last: privdata is r. */
+static void on_pipe_reply(redisAsyncContext *ac, void *reply_, void *privdata)
+{
+	count_reply(privdata, reply_);
+}
+
+static void resp_header(struct buf *b, char kind, size_t n)
+{
+	buf_putc(b, kind);
+	buf_put_uint(b, n);
+	buf_append(b, "\r\n", 2);
+}
+
+static void resp_arg(struct buf *b, const char *arg, size_t len)
+{
+	resp_header(b, '$', len);
+	buf_append(b, arg, len);
+	buf_append(b, "\r\n", 2);
+}
+
+/* One command as RESP at the end of b; lens NULL: NUL-terminated. */
+static void resp_command(struct buf *b, int argc, const char *const *argv, const size_t *lens)
+{
+	resp_header(b, '*', (size_t)argc);
+	for (int i = 0; i < argc; i++)
+		resp_arg(b, argv[i], lens ? lens[i] : strlen(argv[i]));
+}
+
+static void resp_rcmd(struct buf *b, const struct rcmd *c)
+{
+	resp_header(b, '*', (size_t)c->argc);
+	for (int i = 0; i < c->argc; i++)
+		resp_arg(b, c->text.data + c->offs[i], c->lens[i]);
+}
+
+/* Queue one formatted command; fn NULL: a pipeline's reply, only counted. */
+static bool send_formatted(struct aredis *r, const char *cmd, size_t len, aredis_reply_fn fn,
+			   void *arg)
+{
+	struct pending *p = NULL;
+	if (fn) {
+		if (!(p = malloc(sizeof(*p))))
+			return false;
+		*p = (struct pending){r, fn, arg};
+	}
+	if (redisAsyncFormattedCommand(r->ac, p ? on_reply : on_pipe_reply, p ? (void *)p : r, cmd,
+				       len) != REDIS_OK) {
+		free(p);
+		return false;
+	}
+	if (r->inflight++ == 0)
+		r->progress_ms = now_ms();
+	return true;
+}
+
+/* Send what r->scratch holds. */
+static bool send_scratch(struct aredis *r, aredis_reply_fn fn, void *arg)
+{
+	bool ok = buf_ok(&r->scratch) &&
+		  send_formatted(r, r->scratch.data, r->scratch.len, fn, arg);
+	buf_reset(&r->scratch);
+	return ok;
 }
 
 bool aredis_send(struct aredis *r, struct rcmd *c, aredis_reply_fn fn, void *arg)
 {
 	if (!aredis_is_ready(r) || c->failed || c->argc == 0 || !buf_ok(&c->text))
 		return false;
-	for (int i = 0; i < c->argc; i++)
-		c->argv[i] = c->text.data + c->offs[i];
-	struct pending *p = malloc(sizeof(*p));
-	if (!p)
-		return false;
-	*p = (struct pending){r, fn, arg};
-	if (redisAsyncCommandArgv(r->ac, on_reply, p, c->argc, c->argv, c->lens) != REDIS_OK) {
-		free(p);
-		return false;
-	}
-	if (r->inflight++ == 0)
-		r->progress_ms = now_ms();
-	return true;
+	resp_rcmd(&r->scratch, c);
+	return send_scratch(r, fn, arg);
 }
 
 bool aredis_sendv(struct aredis *r, aredis_reply_fn fn, void *arg, int argc, const char **argv)
 {
-	if (!aredis_is_ready(r))
+	if (!aredis_is_ready(r) || argc <= 0)
 		return false;
-	struct pending *p = malloc(sizeof(*p));
-	if (!p)
+	resp_command(&r->scratch, argc, argv, NULL);
+	return send_scratch(r, fn, arg);
+}
+
+bool aredis_send_pipe(struct aredis *r, const struct rpipe *p, aredis_reply_fn fn, void *arg)
+{
+	if (!aredis_is_ready(r) || p->failed || p->count == 0 || !buf_ok(&p->text))
 		return false;
-	*p = (struct pending){r, fn, arg};
-	if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, NULL) != REDIS_OK) {
-		free(p);
-		return false;
+	size_t from = 0;
+	for (int i = 0; i < p->count; i++) {
+		bool last = i == p->count - 1;
+		if (!send_formatted(r, p->text.data + from, p->ends[i] - from, last ? fn : NULL,
+				    arg)) {
+			if (i > 0)
+				drop_later(r, "a pipeline could not be queued whole");
+			return false;
+		}
+		from = p->ends[i];
 	}
-	if (r->inflight++ == 0)
-		r->progress_ms = now_ms();
 	return true;
+}
+
+void rpipe_init(struct rpipe *p)
+{
+	memset(p, 0, sizeof(*p));
+	buf_init(&p->text);
+}
+
+void rpipe_free(struct rpipe *p)
+{
+	buf_free(&p->text);
+	free(p->ends);
+	memset(p, 0, sizeof(*p));
+}
+
+void rpipe_reset(struct rpipe *p)
+{
+	buf_reset(&p->text);
+	p->count = 0;
+	p->failed = false;
+}
+
+/* The command just formatted ends here. */
+static void rpipe_end(struct rpipe *p)
+{
+	if (p->failed)
+		return;
+	if (p->count == p->cap) {
+		int cap = p->cap ? p->cap * 2 : 64;
+		size_t *ends = realloc(p->ends, (size_t)cap * sizeof(*ends));
+		if (!ends) {
+			p->failed = true;
+			return;
+		}
+		p->ends = ends;
+		p->cap = cap;
+	}
+	p->ends[p->count++] = p->text.len;
+}
+
+void rpipe_add(struct rpipe *p, const struct rcmd *c)
+{
+	if (c->failed || c->argc == 0 || !buf_ok(&c->text))
+		p->failed = true;
+	if (p->failed)
+		return;
+	resp_rcmd(&p->text, c);
+	rpipe_end(p);
+}
+
+void rpipe_addv(struct rpipe *p, int argc, const char **argv)
+{
+	if (argc <= 0)
+		p->failed = true;
+	if (p->failed)
+		return;
+	resp_command(&p->text, argc, argv, NULL);
+	rpipe_end(p);
 }
 
 void aredis_drop(struct aredis *r, const char *why)
@@ -656,7 +783,6 @@ void rcmd_free(struct rcmd *c)
 	buf_free(&c->text);
 	free(c->offs);
 	free(c->lens);
-	free(c->argv);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -679,10 +805,7 @@ void rcmd_add(struct rcmd *c, const char *arg, size_t len)
 		size_t *lens = realloc(c->lens, (size_t)cap * sizeof(*lens));
 		if (lens)
 			c->lens = lens;
-		const char **argv = realloc(c->argv, (size_t)cap * sizeof(*argv));
-		if (argv)
-			c->argv = argv;
-		if (!offs || !lens || !argv) {
+		if (!offs || !lens) {
 			c->failed = true;
 			return;
 		}

@@ -81,7 +81,6 @@ struct rcmd {
 	struct buf text;   /* owned: arguments back to back */
 	size_t *offs;	   /* owned: start of each argument in text */
 	size_t *lens;	   /* owned */
-	const char **argv; /* owned: resolved at send */
 	int argc, cap;
 	bool failed; /* out of memory: the command cannot be sent */
 };
@@ -95,12 +94,40 @@ void rcmd_addll(struct rcmd *c, long long v);
 /* "EVALSHA <sha of script> <nkeys>". */
 void rcmd_evalsha(struct rcmd *c, const struct aredis *r, int script, int nkeys);
 
+/* Commands are formatted as RESP here (aredis.c), never by hiredis'
+ * printf-based formatter: a sweep formats hundreds of thousands. */
+
 /* Send c (it may be reset or reused at once); fn(arg, reply) later. False,
  * and fn never called, when not ready or c failed. */
 bool aredis_send(struct aredis *r, struct rcmd *c, aredis_reply_fn fn, void *arg) MUSTCHECK;
 /* The same for a short command of NUL-terminated arguments. */
 bool aredis_sendv(struct aredis *r, aredis_reply_fn fn, void *arg, int argc,
 		  const char **argv) MUSTCHECK;
+
+/* A pipeline: commands formatted as RESP into one buffer as they are
+ * added, sent together by aredis_send_pipe (a MULTI block goes whole). */
+struct rpipe {
+	struct buf text; /* owned: the commands back to back */
+	size_t *ends;	 /* owned: where each command ends in text */
+	int count, cap;
+	bool failed; /* out of memory: the pipeline cannot be sent */
+};
+
+void rpipe_init(struct rpipe *p);
+void rpipe_free(struct rpipe *p);
+void rpipe_reset(struct rpipe *p);
+/* Append c (then free to reset) as one command. */
+void rpipe_add(struct rpipe *p, const struct rcmd *c);
+/* Append a command of NUL-terminated arguments. */
+void rpipe_addv(struct rpipe *p, int argc, const char **argv);
+
+/* Send every command of p, in order, in one go: fn(arg, reply) gets the
+ * last command's reply; the others' replies are only checked as every
+ * reply is (NOSCRIPT). False, and fn never called, when not ready or p
+ * failed, or when the pipeline could not be queued whole: the connection
+ * is then dropped (a half-sent MULTI block must not stay open). */
+bool aredis_send_pipe(struct aredis *r, const struct rpipe *p, aredis_reply_fn fn,
+		      void *arg) MUSTCHECK;
 
 /* Drop the connection at the next loop pass (and reconnect): a caller that
  * could not send the rest of a MULTI block must not leave it open. Nothing

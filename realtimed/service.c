@@ -342,7 +342,9 @@ static void on_pass_written(void *ctx)
 				 "moved while paged); nothing pruned until a sweep adds up",
 				 s->pending_sweep_items);
 	} else if (s->pending_is_sweep) {
-		log_info("re-apply written: %zu chargers from memory", table_count(s->table));
+		log_info("re-apply written: %zu chargers from memory; writes %.3f s (first block "
+			 "sent to last reply)",
+			 table_count(s->table), (double)apply_busy_ms(s->apply) / 1000.0);
 	}
 	/* the sweep (or a re-apply after data loss) seeded Redis: sampling may begin */
 	heartbeat(s, s->pending_cover_ms, true, pairs);
