@@ -119,6 +119,9 @@ start_rt() {
 	wait_until 10 test -s "$WORK/rt.port" || die "realtimed did not start"
 	RT_PORT=$(cat "$WORK/rt.port")
 }
+# CPU seconds (user + system) a process of ours has used so far
+pid_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+rt_cpu() { pid_cpu "$RT_PID"; }
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 metric() { curl -s "http://127.0.0.1:$RT_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 log_time() { # the timestamp of the last log line matching $1, as Unix seconds
@@ -150,6 +153,7 @@ start_rt "$WORK/empty.conf" REALTIMED_SAMPLE_INTERVAL=86400
 wait_until 600 have_hb sweep_ok_ms || die "the sweep did not finish"
 USEC=$(write_usec)
 CPU1=$(redis_cpu)
+SWEEP_CPU="realtimed $(rt_cpu) s, the simulator $(pid_cpu "$SIM_PID") s, Redis $(calc %.2f "$CPU1 - $CPU0") s"
 SWEEP_S=$(metric realtimed_sweep_seconds)
 ITEMS=$(metric realtimed_sweep_items)
 FIELDS=$(rcli eval "local n = 0 for _, k in ipairs(redis.call('KEYS', 'ev:st:*')) do n = n + redis.call('HLEN', k) end return n" 0)
@@ -172,9 +176,9 @@ echo "sweep       $ITEMS statuses; Redis time in the write blocks $(calc %.2f "$
 echo "reference   per second of Redis CPU: $REF_CPU HSET/s"
 echo "sweep       Redis CPU during the sweep (all of it: parsing, network, reads) $(calc %.2f "$CPU1 - $CPU0") s: $CPU_RATE statuses/s, ratio $(calc %.2f "$CPU_RATE / $REF_CPU") to the reference per Redis CPU second"
 echo "sweep       end to end (fetch, parse, write) $SWEEP_S s: $E2E_RATE statuses/s, ratio $(calc %.2f "$E2E_RATE / $REF")"
+echo "sweep       CPU from start to the sweep written: $SWEEP_CPU"
 
 # ---- 3. re-apply from memory into a Redis restarted empty ----
-rt_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$RT_PID/stat"; }
 "$STORES" redis-kill "$WORK"
 RTC0=$(rt_cpu)
 "$STORES" redis-start "$WORK" "$RPORT" >/dev/null
