@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The names apid/routes.c reads. */
+/* The names apid reads (area.c, station.c, lookup.c). */
 static const char *const route_names[] = {
 	"latitude",    "longitude",	   "latitudeDelta", "longitudeDelta",
 	"companyNames", "chargerTypes",	   "capacities",    "dayOfWeek",
@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (err.text[0] == '\0') {
 		abort();
 	}
-	params_free(&p); /* also after a refusal, as routes.c does */
+	params_free(&p); /* also after a refusal, as apid's routes do */
 	double d;
 	if (params_parse_decimal(query, size, &d) && !isfinite(d))
 		abort();

@@ -417,22 +417,6 @@ static void count_slot(struct apid_env *e, const char *station, const char *char
 	count_slot_down(e, station, charger, weekday, hour, samples, uses, 0);
 }
 
-/* The ratio of `hour` in list `cls` of member `what` (congestion,
- * outOfService), after checking the list has 24 hours in order. */
-static double share_at(yajl_val v, const char *what, const char *cls, int hour)
-{
-	yajl_val list = jkey(jkey(v, what), cls);
-	ck_assert_uint_eq(jlen(list), 24);
-	yajl_val e = jat(list, (size_t)hour);
-	ck_assert_double_eq(jnum(e, "hour"), hour);
-	return jnum(e, "ratio");
-}
-
-static double ratio_at(yajl_val v, const char *cls, int hour)
-{
-	return share_at(v, "congestion", cls, hour);
-}
-
 START_TEST(statistics_from_counters)
 {
 	struct apid_env e;

@@ -374,6 +374,24 @@ static __attribute__((unused)) bool jbool(yajl_val obj, const char *key)
 	return YAJL_IS_TRUE(v);
 }
 
+/* /statistics: the ratio of `hour` in list `cls` of member `what`
+ * (congestion, outOfService), after checking the list has 24 hours in order. */
+static __attribute__((unused)) double share_at(yajl_val v, const char *what, const char *cls,
+					       int hour)
+{
+	yajl_val list = jkey(jkey(v, what), cls);
+	ck_assert_uint_eq(jlen(list), 24);
+	yajl_val e = jat(list, (size_t)hour);
+	ck_assert_double_eq(jnum(e, "hour"), hour);
+	return jnum(e, "ratio");
+}
+
+/* /statistics: the congestion ratio of `hour` for class `cls`. */
+static __attribute__((unused)) double ratio_at(yajl_val v, const char *cls, int hour)
+{
+	return share_at(v, "congestion", cls, hour);
+}
+
 /* GET, expect `status`, parse the body. */
 static __attribute__((unused)) yajl_val apid_json(struct apid_env *e, const char *path, long status)
 {

@@ -40,20 +40,6 @@ static void seed_snapshot(struct apid_env *e)
 	apid_sql(e->pg, "UPDATE congestion_history SET out_of_service = 9 WHERE chger_id = 'GONE'");
 }
 
-/* The ratio of `hour` in list `cls` of member `what` (congestion,
- * outOfService). */
-static double share_at(yajl_val v, const char *what, const char *cls, int hour)
-{
-	yajl_val list = jkey(jkey(v, what), cls);
-	ck_assert_uint_eq(jlen(list), 24);
-	return jnum(jat(list, (size_t)hour), "ratio");
-}
-
-static double ratio_at(yajl_val v, const char *cls, int hour)
-{
-	return share_at(v, "congestion", cls, hour);
-}
-
 /* Headers of GET path (caller frees); the status must be `status`. */
 static char *headers_of(struct apid_env *e, const char *path, long status)
 {
