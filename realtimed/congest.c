@@ -17,6 +17,15 @@
 /* Status codes the script classifies: the stored status is "<code>:..."
  * (rkeys_status_format), code 0..99. */
 #define CODES 100
+/* The sample script spells rkeys.h's layouts in Lua: tie its literals to
+ * the header (u12 counters at index 3 * slot + counter, 168 slots, 4095). */
+_Static_assert(RKEYS_CG_SAMPLES == 0 && RKEYS_CG_USES == 1 && RKEYS_CG_OUT_OF_SERVICE == 2 &&
+		       RKEYS_CG_COUNTERS == 3 && RKEYS_CONGESTION_COUNTER_BITS == 12,
+	       "sample_lua writes u12 at #(3 * slot + counter)");
+_Static_assert(RKEYS_CONGESTION_SLOTS == 168 && RKEYS_CONGESTION_COUNTER_MAX == 4095,
+	       "sample_lua converts 168 slots and saturates at 4095");
+_Static_assert(RKEYS_CONGESTION_V1_VALUE_BYTES == 168 * 4 + 4,
+	       "sample_lua reads layout 1 as u16 pairs, then the u32 marker");
 
 /* KEYS[1] the lease, KEYS[2] the heartbeat. ARGV[1] token, ARGV[2] tick.
  * 0: that tick is already done; 1: begun. */

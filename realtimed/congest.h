@@ -11,11 +11,12 @@
  * station hashes (Redis is the truth, also for an instance that just took
  * over) and counted by a fenced Lua script per SCAN page, pipelined with
  * the next SCAN: BITFIELD ... OVERFLOW SAT INCRBY u12 (rkeys.h layout 2),
- * plus the value's trailing u32 marking the tick counted last. A layout-1
- * value is converted in place when first touched. The marker makes a sample idempotent per
- * charger: a page retried after a lost reply, a SCAN that returns a key
- * twice (it may, while Redis rehashes) or a sample resumed by the instance
- * that took over from a dead one never counts a charger twice in a tick.
+ * plus the value's trailing u32 marking the tick counted last (a layout-1
+ * value is converted in place when first touched). The marker makes a
+ * sample idempotent per charger: a page retried after a lost reply, a SCAN
+ * that returns a key twice (it may, while Redis rehashes) or a sample
+ * resumed by the instance that took over from a dead one never counts a
+ * charger twice in a tick.
  *
  * Progress is in ev:heartbeat: sample_started when a tick begins,
  * sample_done and samples (+1) when its SCAN is over. A new active
