@@ -212,7 +212,24 @@ static void fill(struct env *e, unsigned seed)
 	flush_ok(e->r);
 }
 
-static void env_start(struct env *e, long chargers)
+/* `ingestd migrate` from dir (NULL: the repository's migrations/). */
+static void migrate_db(const char *db, const char *dir)
+{
+	char env_db[4200], env_dir[4200];
+	snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", db);
+	snprintf(env_dir, sizeof(env_dir), "INGESTD_MIGRATIONS_DIR=%s", dir ? dir : "");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", itest_bin("ingestd"));
+	char *argv[] = {path, "migrate", NULL};
+	char *envv[] = {env_db, dir ? env_dir : NULL, NULL};
+	char *out = NULL;
+	ck_assert_msg(itest_run(argv, envv, 60000, &out) == 0, "migrate: %s", out);
+	free(out);
+}
+
+/* A private Redis and a fresh database migrated from dir (NULL: all of the
+ * repository's migrations). */
+static void env_start_at(struct env *e, long chargers, const char *dir)
 {
 	memset(e, 0, sizeof(*e));
 	ck_assert(itest_redis_start(&e->redis));
@@ -220,17 +237,14 @@ static void env_start(struct env *e, long chargers)
 	e->r = rds_new(e->redis.url, 10000, err, sizeof(err));
 	ck_assert_msg(e->r, "%s", err);
 	e->db = itest_create_db("cg");
-	char env_db[4200];
-	snprintf(env_db, sizeof(env_db), "DATABASE_URL=%s", e->db);
-	char path[4096];
-	snprintf(path, sizeof(path), "%s", itest_bin("ingestd"));
-	char *argv[] = {path, "migrate", NULL};
-	char *envv[] = {env_db, NULL};
-	char *out = NULL;
-	ck_assert_msg(itest_run(argv, envv, 60000, &out) == 0, "migrate: %s", out);
-	free(out);
+	migrate_db(e->db, dir);
 	e->conn = itest_pg_connect(e->db);
 	e->ids = ids_new(chargers);
+}
+
+static void env_start(struct env *e, long chargers)
+{
+	env_start_at(e, chargers, NULL);
 }
 
 static void env_stop(struct env *e)
@@ -962,6 +976,90 @@ START_TEST(bad_usage_and_config)
 }
 END_TEST
 
+/* A snapshot taken before migration 0005 (its partition has no
+ * out_of_service column): 0005 adds the column to the partitioned parent,
+ * so the kept partition gets it with its rows at 0 and the CHECK, the
+ * `congestion` view shows it, and a restore of that snapshot writes
+ * layout-2 counters with out of service 0 and everything else kept. */
+START_TEST(migration_0005_upgrades_kept_snapshots)
+{
+	/* the repository's migrations before 0005 */
+	char *src = itest_path("migrations"), *old = itest_tmpdir("migrations_0004");
+	static const char *const files[] = {"0001_init.sql", "0002_readonly_role.sql",
+					    "0003_ingest_stage.sql",
+					    "0004_congestion_snapshots.sql"};
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		char from[4200], to[4200];
+		snprintf(from, sizeof(from), "%s/%s", src, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", old, files[i]);
+		ck_assert_int_eq(symlink(from, to), 0);
+	}
+	struct env e;
+	env_start_at(&e, 2, old);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = "
+				   "'congestion_history'::regclass AND attname = 'out_of_service'"),
+			 0);
+	PQclear(itest_pg_exec(
+		e.conn,
+		"INSERT INTO congestion_snapshot (run_id, outcome, finished_at, is_current, "
+		" chargers, rows) VALUES (1, 'ok', now(), true, 2, 336);"
+		"CREATE TABLE congestion_snap.hours_1 PARTITION OF congestion_history "
+		" FOR VALUES IN (1);"
+		"CREATE TABLE congestion_snap.chargers_1 PARTITION OF congestion_charger "
+		" FOR VALUES IN (1);"
+		"INSERT INTO congestion_history SELECT 1, 'ST000000', c, d, h, 10 + h + d, h "
+		" FROM (VALUES ('01'), ('02')) v(c), generate_series(0, 6) d, "
+		" generate_series(0, 23) h;"
+		"INSERT INTO congestion_charger VALUES (1, 'ST000000', '01', 1700000000), "
+		" (1, 'ST000000', '02', 1700000001);"));
+	migrate_db(e.db, src);
+	ck_assert_int_eq(
+		q(e.conn, "SELECT count(*) FROM congestion_snap.hours_1 WHERE out_of_service = 0"),
+		2 * SLOTS);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM congestion WHERE out_of_service = 0"),
+			 2 * SLOTS);
+	ck_assert_int_eq(q(e.conn, "SELECT count(*) FROM pg_constraint WHERE conrelid = "
+				   "'congestion_snap.hours_1'::regclass AND contype = 'c' AND "
+				   "pg_get_constraintdef(oid) LIKE '%%out_of_service%%samples%%'"),
+			 1);
+	PGresult *res = PQexec(e.conn, "INSERT INTO congestion_history VALUES "
+				       "(1, 'ST000000', '03', 0, 0, 1, 0, 2)");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+	ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE), "23514"); /* check_violation */
+	PQclear(res);
+
+	char *out = NULL;
+	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
+	assert_contains(out, "2 chargers (336 rows), 2 counters written");
+	free(out);
+	for (int c = 0; c < 2; c++) {
+		char key[RKEYS_KEY_MAX];
+		rkeys_congestion(key, sizeof(key), "ST000000", c ? "02" : "01");
+		char err[256];
+		redisReply *v = rds_command(e.r, 2, (const char *[]){"GET", key}, NULL, err,
+					    sizeof(err));
+		ck_assert_msg(v && v->type == REDIS_REPLY_STRING && v->len == VALUE_BYTES, "%s: %s",
+			      key, err);
+		for (int slot = 0; slot < SLOTS; slot++) {
+			int d = slot / 24, h = slot % 24;
+			ck_assert_uint_eq(
+				rkeys_congestion_counter(v->str, v->len, slot, RKEYS_CG_SAMPLES),
+				(unsigned)(10 + h + d));
+			ck_assert_uint_eq(rkeys_congestion_counter(v->str, v->len, slot, RKEYS_CG_USES),
+					  (unsigned)h);
+			ck_assert_uint_eq(rkeys_congestion_counter(v->str, v->len, slot,
+								   RKEYS_CG_OUT_OF_SERVICE),
+					  0);
+		}
+		ck_assert_uint_eq(rkeys_congestion_last_sample(v->str, v->len), 1700000000u + c);
+		freeReplyObject(v);
+	}
+	free(src);
+	free(old);
+	env_stop(&e);
+}
+END_TEST
+
 static TCase *area(Suite *s, const char *name)
 {
 	TCase *tc = tcase_create(name);
@@ -983,6 +1081,7 @@ Suite *test_suite(void)
 	tcase_add_test(area(s, "concurrency"), second_run_refused);
 	tcase_add_test(area(s, "retention"), retention_keeps_k);
 	tcase_add_test(area(s, "restore"), restore_round_trip_exact);
+	tcase_add_test(area(s, "upgrade"), migration_0005_upgrades_kept_snapshots);
 	tcase_add_test(area(s, "usage"), bad_usage_and_config);
 	return s;
 }
