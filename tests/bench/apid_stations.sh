@@ -105,17 +105,26 @@ NCHARGERS=$(psql -qtAX "$PG_URL" -c "SELECT count(*) FROM charger")
 t1=$(date +%s.%N)
 printf 'data: %d stations, %d chargers generated in %.1f s\n' "$STATIONS" "$NCHARGERS" "$(echo "$t1 - $t0" | bc)"
 
-# Congestion counters (rkeys.h: 168 slots of u16 samples/uses, big-endian)
-# for the chargers of the first stations, written by a Lua loop in batches.
+# Congestion counters (rkeys.h layout 2: 168 slots of three big-endian u12,
+# samples, uses and out of service, then the u32 last-sample second) for the
+# chargers of the first stations, written by a Lua loop in batches. Two u12
+# counters a and b pack into 3 bytes: a >> 4, (a & 15) << 4 | b >> 8, b & 255.
 cat >"$TMP/counters.lua" <<'LUA'
 local first, last = tonumber(ARGV[1]), tonumber(ARGV[2])
-local parts = {}
+local counters = {}
 for slot = 0, 167 do
 	local samples = 20 + (slot * 7) % 40
 	local uses = (slot * 13) % (samples + 1)
-	parts[#parts + 1] = string.char(math.floor(samples / 256), samples % 256,
-		math.floor(uses / 256), uses % 256)
+	counters[#counters + 1] = samples
+	counters[#counters + 1] = uses
+	counters[#counters + 1] = (slot * 5) % (samples - uses + 1)
 end
+local parts = {}
+for i = 1, #counters, 2 do
+	local a, b = counters[i], counters[i + 1]
+	parts[#parts + 1] = string.char(math.floor(a / 16), (a % 16) * 16 + math.floor(b / 256), b % 256)
+end
+parts[#parts + 1] = string.char(0, 0, 0, 0)
 local value = table.concat(parts)
 local n = 0
 for i = first, last do

@@ -106,9 +106,9 @@ for CHARGERS in $SIZES; do
 		pg_size_pretty(pg_indexes_size('congestion_snap.hours_1')) || ' primary key'")
 
 	# 2. the same rows, pre-rendered in the order ingestd sent them
-	psql "$URL" -c "\\copy (SELECT stat_id, chger_id, weekday, hour, samples, uses FROM congestion_snap.hours_1
+	psql "$URL" -c "\\copy (SELECT stat_id, chger_id, weekday, hour, samples, uses, out_of_service FROM congestion_snap.hours_1
 		ORDER BY stat_id, weekday, hour, chger_id) TO '$DIR/rows.copy'"
-	COLS="stat_id, chger_id, weekday, hour, samples, uses"
+	COLS="stat_id, chger_id, weekday, hour, samples, uses, out_of_service"
 	LIKE="LIKE congestion_snap.hours_1 INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
 	psql "$URL" -c "CHECKPOINT" -c "CREATE TABLE copy_a ($LIKE, PRIMARY KEY (stat_id, weekday, hour, chger_id))"
 	timed_psql "$URL" -c "\\copy copy_a ($COLS) FROM '$DIR/rows.copy'"

@@ -42,7 +42,7 @@ CHARGER_COLS="stat_id, chger_id, chger_type, output_kw, method, power_type, year
 QUERIES=(
 	"COPY (SELECT $STATION_COLS FROM station WHERE deleted_at IS NULL ORDER BY stat_id) TO STDOUT (FORMAT csv, HEADER)"
 	"COPY (SELECT $CHARGER_COLS FROM (SELECT c.*, s.lat, s.lng FROM charger c JOIN station s ON s.stat_id = c.stat_id WHERE c.deleted_at IS NULL) c ORDER BY stat_id, chger_id) TO STDOUT (FORMAT csv, HEADER)"
-	"COPY (SELECT stat_id, chger_id, weekday, hour, samples, uses FROM congestion) TO STDOUT (FORMAT csv, HEADER)"
+	"COPY (SELECT stat_id, chger_id, weekday, hour, samples, uses, out_of_service FROM congestion) TO STDOUT (FORMAT csv, HEADER)"
 )
 
 echo "ingest_export: sizes $SIZES chargers (BENCH_QUICK=${BENCH_QUICK:-0}), best of $REPEAT, $(nproc) cores"
