@@ -30,7 +30,9 @@ chmod 0755 "$TMPROOT"
 declare -A running_name=() running_t0=() # test binaries running: pid -> name, start second
 cleanup() {
 	local rc=$?
-	trap - EXIT INT TERM
+	# a second Ctrl-C must not cut the clean-up short (it takes seconds)
+	trap - EXIT
+	trap '' INT TERM
 	# the running test binaries: each timeout(1) leads its own process group
 	local pid
 	# (each is a subshell whose child timeout(1) leads its own process group
