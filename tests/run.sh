@@ -132,6 +132,20 @@ run_bin() {
 	done
 }
 
+# The shared stores' CPU seconds, which no binary's figure includes (they run
+# detached): the postmaster with its ended backends, and Redis. With the
+# binaries' figures, this tells a CPU-bound pass from one that waits.
+stores_cpu() {
+	local pg redis
+	proc_cpu() { # PID: utime + stime + cutime + cstime, in seconds
+		[ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo "?"; return; }
+		awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.0f\n", ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"
+	}
+	pg=$(proc_cpu "$(head -n 1 "$TMPROOT/stores/pg/data/postmaster.pid" 2>/dev/null)")
+	redis=$(proc_cpu "$(cat "$TMPROOT/stores/redis/redis.pid" 2>/dev/null)")
+	echo "stores: cpu PostgreSQL $pg s (with its ended backends), Redis $redis s"
+}
+
 reap_all() {
 	while [ ${#running_name[@]} -gt 0 ]; do reap_one; done
 }
@@ -183,6 +197,7 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_integration "$bin"
 	done
 	reap_all
+	stores_cpu
 	# The daemons the tests spawned logged here (itest_spawn): a sanitizer
 	# report in any of them fails the run, even when its test passed.
 	for log in "$TEST_TMPDIR"/*.log; do
