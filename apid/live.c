@@ -107,13 +107,14 @@ static void wait_ms(struct live *l, int64_t ms)
 
 /* ---- applying ---- */
 
-/* "2:1732500000" for one charger of station st. */
+/* "2:1732500000" (rkeys.h) for one charger of station st; the station's
+ * other fields (its availability) are not a charger's. */
 static bool apply_field(struct live *l, struct snap *s, uint32_t st, const char *chger_id,
 			const char *value)
 {
 	int stat;
 	int64_t when;
-	if (!rkeys_status_parse(value, &stat, &when))
+	if (!rkeys_is_charger_field(chger_id) || !rkeys_status_parse(value, &stat, &when, NULL))
 		return false;
 	const struct snap_station *station = &s->stations[st];
 	for (uint32_t i = 0; i < station->charger_count; i++) {

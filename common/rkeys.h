@@ -3,15 +3,31 @@
  * spells a key. Every key starts with "ev:" so one Redis can be shared and
  * an operator can SCAN MATCH ev:* safely.
  *
- *   ev:st:{statId}          HASH  one field per charger of the station:
- *                                 field chgerId, value "<stat>:<statUpdDt>"
- *                                 (status code 1..9, update time as Unix
- *                                 seconds UTC), e.g. "2:1732500000". A status
- *                                 is written only when its time is newer than
- *                                 the stored one (the writer compares).
- *   ev:av:{statId}          STRING "<standby>:<total>:<quick_standby>": the
+ *   ev:st:{statId}          HASH  the station's live state, one key per
+ *                                 station (a re-apply into an empty Redis
+ *                                 costs it half the CPU of three keys):
+ *                                 - one field per charger: field chgerId,
+ *                                 value "<stat>:<statUpdDt>[:q]" (status
+ *                                 code 1..9, update time as Unix seconds
+ *                                 UTC, ":q" when the charger is quick:
+ *                                 output >= MODEL_QUICK_KW, from
+ *                                 getChargerInfo), e.g. "2:1732500000:q". A
+ *                                 status is written only when its time is
+ *                                 newer than the stored one (the writer
+ *                                 compares).
+ *                                 - field "_av" (RKEYS_AVAIL_FIELD; a
+ *                                 chgerId is alphanumeric, so never "_..."):
+ *                                 "<standby>:<total>:<quick_standby>", the
  *                                 station's availability, rewritten with the
- *                                 hash in the same transaction.
+ *                                 chargers' fields in the same transaction.
+ *                                 A hash with no charger left is deleted.
+ *                                 Layout 1 kept the quick flag in a SET
+ *                                 ev:qk:{statId} and the availability in a
+ *                                 STRING ev:av:{statId}; realtimed deletes
+ *                                 those (prune.c) after its next complete
+ *                                 sweep, which also writes the ":q" flags
+ *                                 (until then a layout-1 value reads as not
+ *                                 quick).
  *   ev:changes              STREAM one entry per applied change, fields
  *                                 s=statId c=chgerId st=stat t=statUpdDt
  *                                 (Unix s); XADD MAXLEN ~ RKEYS_CHANGES_MAXLEN.
@@ -19,10 +35,6 @@
  *                                 upstream) gets s=statId c=chgerId gone=1
  *                                 (no st, no t): followers that know it drop
  *                                 the charger, the others skip the entry.
- *   ev:qk:{statId}          SET   the station's quick chargers (chgerIds of
- *                                 output >= MODEL_QUICK_KW, from getChargerInfo);
- *                                 absent when it has none. realtimed keeps it
- *                                 for the quick_standby count of ev:av.
  *   ev:heartbeat            HASH  realtimed's progress:
  *                                 poll_ok_ms (Unix ms: start of the last
  *                                 complete poll or sweep, whose every status
@@ -78,12 +90,20 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define RKEYS_PREFIX "ev:"
 #define RKEYS_STATION_PREFIX "ev:st:"
-#define RKEYS_AVAIL_PREFIX "ev:av:"
-#define RKEYS_QUICK_PREFIX "ev:qk:"
+/* A station hash's fields that are not a charger's start with this (a
+ * chgerId is alphanumeric); its availability field; a quick charger's
+ * value suffix. */
+#define RKEYS_RESERVED_PREFIX "_"
+#define RKEYS_AVAIL_FIELD RKEYS_RESERVED_PREFIX "av"
+#define RKEYS_QUICK_SUFFIX ":q"
+/* Layout 1's per-station keys, only deleted now (prune.c). */
+#define RKEYS_LEGACY_AVAIL_PREFIX "ev:av:"
+#define RKEYS_LEGACY_QUICK_PREFIX "ev:qk:"
 #define RKEYS_CONGESTION_PREFIX "ev:cg:"
 #define RKEYS_CHANGES "ev:changes"
 #define RKEYS_HEARTBEAT "ev:heartbeat"
@@ -199,16 +219,6 @@ static inline int rkeys_station(char *out, size_t outlen, const char *stat_id)
 	return snprintf(out, outlen, RKEYS_STATION_PREFIX "%s", stat_id);
 }
 
-static inline int rkeys_avail(char *out, size_t outlen, const char *stat_id)
-{
-	return snprintf(out, outlen, RKEYS_AVAIL_PREFIX "%s", stat_id);
-}
-
-static inline int rkeys_quick(char *out, size_t outlen, const char *stat_id)
-{
-	return snprintf(out, outlen, RKEYS_QUICK_PREFIX "%s", stat_id);
-}
-
 static inline int rkeys_congestion(char *out, size_t outlen, const char *stat_id,
 				   const char *chger_id)
 {
@@ -221,13 +231,24 @@ static inline int rkeys_congestion_slot(int weekday, int hour)
 	return weekday * 24 + hour;
 }
 
-/* A charger's live status value: "<stat>:<unix seconds>". */
-static inline int rkeys_status_format(char *out, size_t outlen, int stat, int64_t updated_unix)
+/* Is a station hash's field a charger's (not RKEYS_AVAIL_FIELD or another
+ * reserved "_" field)? */
+static inline bool rkeys_is_charger_field(const char *field)
 {
-	return snprintf(out, outlen, "%d:%lld", stat, (long long)updated_unix);
+	return field[0] != RKEYS_RESERVED_PREFIX[0];
 }
 
-static inline bool rkeys_status_parse(const char *text, int *stat, int64_t *updated_unix)
+/* A charger's live status value: "<stat>:<unix seconds>[:q]". */
+static inline int rkeys_status_format(char *out, size_t outlen, int stat, int64_t updated_unix,
+				      bool quick)
+{
+	return snprintf(out, outlen, "%d:%lld%s", stat, (long long)updated_unix,
+			quick ? RKEYS_QUICK_SUFFIX : "");
+}
+
+/* Parses a charger's value; quick (may be NULL) gets the ":q" flag. */
+static inline bool rkeys_status_parse(const char *text, int *stat, int64_t *updated_unix,
+				      bool *quick)
 {
 	char *end = NULL;
 	long code = strtol(text, &end, 10);
@@ -235,10 +256,13 @@ static inline bool rkeys_status_parse(const char *text, int *stat, int64_t *upda
 		return false;
 	const char *rest = end + 1;
 	long long when = strtoll(rest, &end, 10);
-	if (end == rest || *end)
+	bool is_quick = *end && strcmp(end, RKEYS_QUICK_SUFFIX) == 0;
+	if (end == rest || (*end && !is_quick))
 		return false;
 	*stat = (int)code;
 	*updated_unix = when;
+	if (quick)
+		*quick = is_quick;
 	return true;
 }
 

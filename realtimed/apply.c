@@ -23,9 +23,8 @@ static const char fence_lua[] = "-- fence: abort the caller's MULTI unless it ho
 				"redis.call('INCR', KEYS[2])\n"
 				"return 0\n";
 
-/* One EVALSHA in flight. */
-/* Chargers' ev:av values per MSET, and pending stations written per batch
- * beyond the batch's own (a load's repairs). */
+/* Pending stations whose availability a batch writes beyond its own
+ * stations' (a load's repairs). */
 #define AV_PER_BATCH 1000
 
 /* One MULTI block in flight. */
@@ -58,7 +57,7 @@ struct apply {
 	bool is_paused;
 	size_t inflight;
 	struct apply_stats stats;
-	struct rcmd cmd, quick_add, quick_rem, avs; /* owned: reused per batch */
+	struct rcmd cmd;    /* owned: reused per station run */
 	struct rpipe block; /* owned: the batch's block, sent whole at its end */
 	int64_t busy_since_ms; /* the first block sent since the writer was idle; 0: idle */
 	void (*barrier_fn)(void *ctx);
@@ -194,38 +193,30 @@ static bool close_block(struct apply *a, struct batch *b)
 	return aredis_send_pipe(a->r, &a->block, on_exec_reply, b);
 }
 
-/* One station's writes of a batch, gathered while its entries come. */
-struct run {
-	uint32_t station;
-	int fields;	   /* pairs in a->cmd after "HSET key" */
-	int adds, removes; /* members in a->quick_add / a->quick_rem */
-};
-
-static void run_begin(struct apply *a, struct run *run, uint32_t station, const char *stat_id)
+/* One station's writes of a batch, gathered while its entries come: one
+ * HSET of its chargers' fields, and of its availability when that changed
+ * (one key per station: rkeys.h). */
+static void run_begin(struct apply *a, const char *stat_id)
 {
 	char key[RKEYS_KEY_MAX];
-	*run = (struct run){.station = station};
 	rcmd_reset(&a->cmd);
 	rcmd_adds(&a->cmd, "HSET");
 	rkeys_station(key, sizeof(key), stat_id);
 	rcmd_adds(&a->cmd, key);
-	rkeys_quick(key, sizeof(key), stat_id);
-	rcmd_reset(&a->quick_add);
-	rcmd_adds(&a->quick_add, "SADD");
-	rcmd_adds(&a->quick_add, key);
-	rcmd_reset(&a->quick_rem);
-	rcmd_adds(&a->quick_rem, "SREM");
-	rcmd_adds(&a->quick_rem, key);
 }
 
-static void run_end(struct apply *a, const struct run *run)
+/* The counts include every write of the run (table_store): a later run of
+ * the same station in this batch writes them again. */
+static void run_end(struct apply *a, uint32_t station)
 {
-	if (run->fields > 0)
-		rpipe_add(&a->block, &a->cmd);
-	if (run->adds > 0)
-		rpipe_add(&a->block, &a->quick_add);
-	if (run->removes > 0)
-		rpipe_add(&a->block, &a->quick_rem);
+	char value[48];
+	const char *stat_id;
+	int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
+	if (len > 0 && table_av_claim(a->table, station)) {
+		rcmd_adds(&a->cmd, RKEYS_AVAIL_FIELD);
+		rcmd_add(&a->cmd, value, (size_t)len);
+	}
+	rpipe_add(&a->block, &a->cmd);
 }
 
 static void add_change(struct apply *a, const struct table_entry *e)
@@ -240,34 +231,22 @@ static void add_change(struct apply *a, const struct table_entry *e)
 	rpipe_addv(&a->block, 14, argv);
 }
 
-/* The pending stations' ev:av values (MSET), and DEL of those left without
- * a charger. */
+/* The availability of pending stations none of the batch's chargers
+ * belong to (a load's repairs); HDEL for one left without a charger (the
+ * field was the hash's last: the key goes). */
 static void add_availability(struct apply *a)
 {
-	struct rcmd *set = &a->avs;
-	rcmd_reset(set);
-	rcmd_adds(set, "MSET");
-	rcmd_reset(&a->cmd);
-	rcmd_adds(&a->cmd, "DEL");
 	uint32_t station;
 	int n = 0;
 	while (n < AV_PER_BATCH && (station = table_av_take(a->table)) != 0) {
 		char key[RKEYS_KEY_MAX], value[48];
 		const char *stat_id;
 		int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
-		rkeys_avail(key, sizeof(key), stat_id);
-		if (len > 0) {
-			rcmd_adds(set, key);
-			rcmd_add(set, value, (size_t)len);
-		} else {
-			rcmd_adds(&a->cmd, key);
-		}
+		rkeys_station(key, sizeof(key), stat_id);
+		const char *argv[] = {len > 0 ? "HSET" : "HDEL", key, RKEYS_AVAIL_FIELD, value};
+		rpipe_addv(&a->block, len > 0 ? 4 : 3, argv);
 		n++;
 	}
-	if (set->argc > 1)
-		rpipe_add(&a->block, set);
-	if (a->cmd.argc > 1)
-		rpipe_add(&a->block, &a->cmd);
 }
 
 enum sent {
@@ -287,7 +266,7 @@ static enum sent send_batch(struct apply *a)
 	}
 	b->a = a;
 	bool is_open = false;
-	struct run run = {0};
+	uint32_t run = 0; /* the station whose fields a->cmd gathers; 0: none */
 	long index;
 	char value[32];
 	while (b->count < a->opts.batch_size && (index = table_take_dirty(t)) >= 0) {
@@ -305,16 +284,18 @@ static enum sent send_batch(struct apply *a)
 		if (!is_open)
 			open_block(a);
 		is_open = true;
-		if (run.station != e->station) {
-			if (run.station)
-				run_end(a, &run);
-			run_begin(a, &run, e->station, e->stat_id);
+		if (run != e->station) {
+			if (run)
+				run_end(a, run);
+			run = e->station;
+			run_begin(a, e->stat_id);
 		}
+		/* not newer: the stored status again, with the quick flag changed */
+		int len = rkeys_status_format(value, sizeof(value), newer ? e->stat : e->stored_stat,
+					      newer ? e->updated : e->stored_updated, want_quick);
+		rcmd_adds(&a->cmd, e->chger_id);
+		rcmd_add(&a->cmd, value, (size_t)len);
 		if (newer) {
-			int len = rkeys_status_format(value, sizeof(value), e->stat, e->updated);
-			rcmd_adds(&a->cmd, e->chger_id);
-			rcmd_add(&a->cmd, value, (size_t)len);
-			run.fields++;
 			b->applied++;
 			/* a charger's first sight from a sweep or re-apply seeds */
 			if (stored || !(e->flags & TABLE_SEED)) {
@@ -322,19 +303,10 @@ static enum sent send_batch(struct apply *a)
 				b->changes++;
 			}
 		}
-		if (want_quick != in_quick) {
-			if (want_quick) {
-				rcmd_adds(&a->quick_add, e->chger_id);
-				run.adds++;
-			} else {
-				rcmd_adds(&a->quick_rem, e->chger_id);
-				run.removes++;
-			}
-		}
 		table_store(t, index, newer, want_quick);
 	}
-	if (run.station)
-		run_end(a, &run);
+	if (run)
+		run_end(a, run);
 	if (table_av_pending(t) > 0) {
 		if (!is_open)
 			open_block(a);
@@ -445,9 +417,6 @@ struct apply *apply_new(struct event_base *base, struct aredis *r, struct lease 
 	if (a->opts.max_inflight < 1)
 		a->opts.max_inflight = 1;
 	rcmd_init(&a->cmd);
-	rcmd_init(&a->quick_add);
-	rcmd_init(&a->quick_rem);
-	rcmd_init(&a->avs);
 	rpipe_init(&a->block);
 	a->fence_script = aredis_script(r, fence_lua);
 	a->mirror = mirror_new(r, t);
@@ -470,9 +439,6 @@ void apply_free(struct apply *a)
 		event_free(a->pause_ev);
 	mirror_free(a->mirror);
 	rcmd_free(&a->cmd);
-	rcmd_free(&a->quick_add);
-	rcmd_free(&a->quick_rem);
-	rcmd_free(&a->avs);
 	rpipe_free(&a->block);
 	free(a);
 }

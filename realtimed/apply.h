@@ -7,8 +7,10 @@
  *
  *   WATCH ev:lease ev:fenced
  *   EVALSHA fence (touches ev:fenced unless the lease holds our token)
- *   MULTI, HSET ev:st:{statId} per station run, SADD/SREM ev:qk:{statId},
- *   XADD ev:changes per change, MSET of the changed stations' ev:av,
+ *   MULTI, HSET ev:st:{statId} per station run (its chargers' fields and,
+ *   when it changed, its availability field: rkeys.h), XADD ev:changes per
+ *   change, HSET of the availability of other pending stations (a load's
+ *   repairs),
  *   PEXPIRE ev:lease (a block renews the lease: lease_extended),
  *   [RPUSH/LTRIM ev:writers token: the token log, when kept], EXEC
  *

@@ -93,7 +93,7 @@ static const char sample_lua[] =
 	"for k = 2, #KEYS do\n"
 	"  local sid = string.sub(KEYS[k], stlen + 1)\n"
 	"  local flat = redis.call('HGETALL', KEYS[k])\n"
-	"  for x = 1, #flat, 2 do\n"
+	"  for x = 1, #flat, 2 do if string.sub(flat[x], 1, 1) ~= '" RKEYS_RESERVED_PREFIX "' then\n"
 	"    local ck = cgp .. sid .. ':' .. flat[x]\n"
 	"    local last = redis.call('BITFIELD', ck, 'GET', 'u32', mark)[1]\n"
 	"    if last == 0 then\n"
@@ -116,7 +116,7 @@ static const char sample_lua[] =
 	"    else\n"
 	"      skipped = skipped + 1\n"
 	"    end\n"
-	"  end\n"
+	"  end end\n"
 	"end\n"
 	"return {counted, skipped}\n";
 

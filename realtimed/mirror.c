@@ -9,20 +9,15 @@
 
 #define SCAN_COUNT "1000"
 
-/* KEYS: station hashes. ARGV[1] quick prefix, [2] availability prefix,
- * [3] station prefix. Returns per key {statId, fields and values, quick
- * members, ev:av value or nil}. Read-only. */
-static const char read_lua[] =
-	"-- mirror read: per station, its statuses, quick set and availability\n"
-	"local qkp, avp, skip = ARGV[1], ARGV[2], #ARGV[3] + 1\n"
-	"local call, sub = redis.call, string.sub\n"
-	"local out = {}\n"
-	"for k = 1, #KEYS do\n"
-	"  local sid = sub(KEYS[k], skip)\n"
-	"  out[k] = {sid, call('HGETALL', KEYS[k]), call('SMEMBERS', qkp .. sid),\n"
-	"            call('GET', avp .. sid)}\n"
-	"end\n"
-	"return out\n";
+/* KEYS: station hashes. ARGV[1] station prefix. Returns per key {statId,
+ * fields and values}. Read-only. */
+static const char read_lua[] = "-- mirror read: per station, its hash\n"
+			       "local skip, call, sub = #ARGV[1] + 1, redis.call, string.sub\n"
+			       "local out = {}\n"
+			       "for k = 1, #KEYS do\n"
+			       "  out[k] = {sub(KEYS[k], skip), call('HGETALL', KEYS[k])}\n"
+			       "end\n"
+			       "return out\n";
 
 struct mirror {
 	struct aredis *r;    /* borrowed */
@@ -81,36 +76,37 @@ static void finish(struct mirror *m, bool ok, const redisReply *reply)
 
 static void learn_station(struct mirror *m, const redisReply *st)
 {
-	if (st->type != REDIS_REPLY_ARRAY || st->elements != 4 ||
+	if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
 	    st->element[0]->type != REDIS_REPLY_STRING || st->element[0]->len == 0 ||
-	    st->element[0]->len > TABLE_STAT_ID_MAX || st->element[1]->type != REDIS_REPLY_ARRAY ||
-	    st->element[2]->type != REDIS_REPLY_ARRAY)
+	    st->element[0]->len > TABLE_STAT_ID_MAX || st->element[1]->type != REDIS_REPLY_ARRAY)
 		return; /* not a station realtimed writes: leave it */
 	const char *sid = st->element[0]->str;
 	size_t slen = st->element[0]->len;
-	const redisReply *flat = st->element[1], *quick = st->element[2], *av = st->element[3];
+	const redisReply *flat = st->element[1];
+	const char *av = NULL;
 	uint32_t station = 0; /* an index: learning may move the table's entries */
 	for (size_t x = 0; x + 1 < flat->elements; x += 2) {
 		const redisReply *cid = flat->element[x], *val = flat->element[x + 1];
+		if (cid->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+			continue;
+		if (!rkeys_is_charger_field(cid->str)) {
+			if (strcmp(cid->str, RKEYS_AVAIL_FIELD) == 0)
+				av = val->str;
+			continue;
+		}
 		int stat;
 		int64_t updated;
-		if (cid->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING ||
-		    !rkeys_status_parse(val->str, &stat, &updated))
+		bool quick;
+		if (!rkeys_status_parse(val->str, &stat, &updated, &quick))
 			continue; /* not a value realtimed writes: the next write replaces it */
-		bool in_quick = false;
-		for (size_t y = 0; y < quick->elements && !in_quick; y++)
-			in_quick = quick->element[y]->type == REDIS_REPLY_STRING &&
-				   quick->element[y]->len == cid->len &&
-				   memcmp(quick->element[y]->str, cid->str, cid->len) == 0;
-		if (!table_learn(m->table, sid, slen, cid->str, cid->len, stat, updated, in_quick))
+		if (!table_learn(m->table, sid, slen, cid->str, cid->len, stat, updated, quick))
 			continue;
 		m->loaded++;
 		if (!station)
 			station = table_find(m->table, sid, cid->str)->station;
 	}
 	if (station)
-		table_av_check(m->table, station,
-			       av->type == REDIS_REPLY_STRING ? av->str : NULL);
+		table_av_check(m->table, station, av);
 }
 
 static void maybe_done(struct mirror *m)
@@ -140,8 +136,6 @@ static void on_scan(void *arg, const redisReply *reply)
 		rcmd_evalsha(&c, m->r, m->script, (int)keys->elements);
 		for (size_t k = 0; k < keys->elements; k++)
 			rcmd_add(&c, keys->element[k]->str, keys->element[k]->len);
-		rcmd_adds(&c, RKEYS_QUICK_PREFIX);
-		rcmd_adds(&c, RKEYS_AVAIL_PREFIX);
 		rcmd_adds(&c, RKEYS_STATION_PREFIX);
 		bool ok = send(m, &c, NULL, 0, on_read);
 		rcmd_free(&c);

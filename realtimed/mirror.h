@@ -3,11 +3,11 @@
  * stored" and each station's availability in memory.
  *
  * Walks ev:st:* with SCAN (the next page asked while the current one is
- * read) and reads each page's stations with one read-only script: the
- * hash's fields, the quick set's members and the ev:av value. Each charger
- * is learned (table_learn); a station whose ev:av differs from the counts
- * (a write lost half-way, an edit by hand) becomes pending and is written
- * again. A key SCAN returns twice is learned twice, harmlessly.
+ * read) and reads each page's stations with one read-only script: each
+ * hash's fields (rkeys.h: the chargers' and the availability). Each charger
+ * is learned (table_learn); a station whose availability field differs
+ * from the counts (a write lost half-way, an edit by hand, layout 1)
+ * becomes pending and is written again. A key SCAN returns twice is learned twice, harmlessly.
  *
  * apply.c loads when it becomes the writer (lease gained, Redis connected)
  * and after a batch that failed, before it writes again; nothing is

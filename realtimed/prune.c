@@ -11,51 +11,59 @@
 #define SCAN_COUNT "1000"
 
 
-/* KEYS: station hashes. Returns each one's charger ids, in KEYS order. */
-static const char read_lua[] = "-- prune read: charger ids per station\n"
-			       "local out = {}\n"
-			       "for k = 1, #KEYS do out[k] = redis.call('HKEYS', KEYS[k]) end\n"
-			       "return out\n";
+/* KEYS: station hashes. ARGV[1] station prefix, [2] and [3] layout 1's
+ * availability and quick prefixes. Returns per station {its fields, 1 when
+ * layout 1's keys of it remain}, in KEYS order. */
+static const char read_lua[] =
+	"-- prune read: fields per station, and whether layout 1's keys remain\n"
+	"local skip, avp, qkp, call = #ARGV[1] + 1, ARGV[2], ARGV[3], redis.call\n"
+	"local out = {}\n"
+	"for k = 1, #KEYS do\n"
+	"  local sid = string.sub(KEYS[k], skip)\n"
+	"  out[k] = {call('HKEYS', KEYS[k]), call('EXISTS', avp .. sid, qkp .. sid)}\n"
+	"end\n"
+	"return out\n";
 
 /* KEYS[1] the lease, KEYS[2] the change stream. ARGV[1] token, [2]
- * station prefix, [3] availability prefix, [4] quick prefix, [5] stream
- * MAXLEN; then runs: statId, count, chgerIds. Each charger removed gets a
- * stream entry "s c gone=1" (followers drop it). Returns {removed, stations
- * emptied}. */
+ * station prefix, [3] availability field, [4] stream MAXLEN, [5] and [6]
+ * layout 1's availability and quick prefixes; then runs: statId, count,
+ * chgerIds. Each charger removed gets a stream entry "s c gone=1"
+ * (followers drop it); the station's availability is counted again from
+ * its hash, and the hash deleted when no charger is left; layout 1's keys
+ * of the station go. Returns {removed, stations emptied}. */
 static const char remove_lua[] =
 	"-- prune: chargers a complete sweep no longer lists\n" LEASE_FENCE_LUA
-	"local stp, avp, qkp, maxlen = ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
-	"local call, byte = redis.call, string.byte\n"
+	"local stp, avf, maxlen, avp, qkp = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
+	"local call, byte, sub = redis.call, string.byte, string.sub\n"
 	"local removed, emptied = 0, 0\n"
-	"local i, n = 6, #ARGV\n"
+	"local i, n = 7, #ARGV\n"
 	"while i <= n do\n"
 	"  local sid, count = ARGV[i], tonumber(ARGV[i + 1])\n"
-	"  local skey, qkey, akey = stp .. sid, qkp .. sid, avp .. sid\n"
-	"  local ids = {unpack(ARGV, i + 2, i + 1 + count)}\n"
-	"  for _, cid in ipairs(ids) do\n"
-	"    if call('HDEL', skey, cid) == 1 then\n"
+	"  local skey = stp .. sid\n"
+	"  for x = i + 2, i + 1 + count do\n"
+	"    if call('HDEL', skey, ARGV[x]) == 1 then\n"
 	"      removed = removed + 1\n"
-	"      call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 's', sid, 'c', cid, 'gone', '1')\n"
+	"      call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 's', sid, 'c', ARGV[x], 'gone', '1')\n"
 	"    end\n"
 	"  end\n"
-	"  call('SREM', qkey, unpack(ids))\n"
+	"  call('DEL', avp .. sid, qkp .. sid)\n"
 	"  local flat = call('HGETALL', skey)\n"
-	"  if #flat == 0 then\n"
-	"    call('DEL', akey, qkey)\n"
-	"    emptied = emptied + 1\n"
-	"  else\n"
-	"    local q = {}\n"
-	"    for _, c in ipairs(call('SMEMBERS', qkey)) do q[c] = true end\n"
-	"    local standby, total, quick = 0, 0, 0\n"
-	"    for x = 1, #flat, 2 do\n"
+	"  local standby, total, quick = 0, 0, 0\n"
+	"  for x = 1, #flat, 2 do\n"
+	"    if sub(flat[x], 1, 1) ~= '" RKEYS_RESERVED_PREFIX "' then\n"
 	"      total = total + 1\n"
 	"      local v = flat[x + 1]\n"
 	"      if byte(v, 1) == " STANDBY_BYTE " and byte(v, 2) == 58 then\n"
 	"        standby = standby + 1\n"
-	"        if q[flat[x]] then quick = quick + 1 end\n"
+	"        if sub(v, -2) == '" RKEYS_QUICK_SUFFIX "' then quick = quick + 1 end\n"
 	"      end\n"
 	"    end\n"
-	"    call('SET', akey, standby .. ':' .. total .. ':' .. quick)\n"
+	"  end\n"
+	"  if total == 0 then\n"
+	"    call('DEL', skey)\n"
+	"    emptied = emptied + 1\n"
+	"  else\n"
+	"    call('HSET', skey, avf, standby .. ':' .. total .. ':' .. quick)\n"
 	"  end\n"
 	"  i = i + 2 + count\n"
 	"end\n"
@@ -176,14 +184,19 @@ static void on_read_reply(void *arg, const redisReply *reply)
 	rcmd_adds(&out, RKEYS_CHANGES);
 	rcmd_adds(&out, lease_token(p->lease));
 	rcmd_adds(&out, RKEYS_STATION_PREFIX);
-	rcmd_adds(&out, RKEYS_AVAIL_PREFIX);
-	rcmd_adds(&out, RKEYS_QUICK_PREFIX);
+	rcmd_adds(&out, RKEYS_AVAIL_FIELD);
 	rcmd_addll(&out, RKEYS_CHANGES_MAXLEN);
+	rcmd_adds(&out, RKEYS_LEGACY_AVAIL_PREFIX);
+	rcmd_adds(&out, RKEYS_LEGACY_QUICK_PREFIX);
 	int runs = 0;
 	for (size_t k = 0; k < reply->elements; k++, key_arg++) {
-		const redisReply *ids = reply->element[k];
-		if (ids->type != REDIS_REPLY_ARRAY || key_arg >= (size_t)c->argc)
+		const redisReply *st = reply->element[k];
+		if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
+		    st->element[0]->type != REDIS_REPLY_ARRAY || key_arg >= (size_t)c->argc)
 			continue;
+		const redisReply *ids = st->element[0];
+		bool has_legacy = st->element[1]->type == REDIS_REPLY_INTEGER &&
+				  st->element[1]->integer > 0;
 		char sid[TABLE_STAT_ID_MAX + 1];
 		size_t len = c->lens[key_arg];
 		if (len <= stlen || len - stlen > TABLE_STAT_ID_MAX)
@@ -194,7 +207,7 @@ static void on_read_reply(void *arg, const redisReply *reply)
 		for (size_t x = 0; x < ids->elements; x++) {
 			const redisReply *id = ids->element[x];
 			if (id->type != REDIS_REPLY_STRING || id->len > TABLE_CHGER_ID_MAX ||
-			    !is_gone(p, sid, id->str))
+			    !rkeys_is_charger_field(id->str) || !is_gone(p, sid, id->str))
 				continue;
 			if (count_arg < 0) {
 				rcmd_adds(&out, sid);
@@ -204,6 +217,11 @@ static void on_read_reply(void *arg, const redisReply *reply)
 			rcmd_adds(&out, id->str);
 			count++;
 			table_forget(p->table, sid, id->str);
+		}
+		if (count_arg < 0 && has_legacy) { /* a run of no charger: layout 1's keys go */
+			rcmd_adds(&out, sid);
+			count_arg = out.argc;
+			rcmd_adds(&out, "0");
 		}
 		if (count_arg >= 0 && !out.failed) {
 			char text[16];
@@ -255,6 +273,9 @@ static void on_scan_reply(void *arg, const redisReply *reply)
 	rcmd_evalsha(c, p->r, p->read_script, (int)keys->elements);
 	for (size_t k = 0; k < keys->elements; k++)
 		rcmd_add(c, keys->element[k]->str, keys->element[k]->len);
+	rcmd_adds(c, RKEYS_STATION_PREFIX);
+	rcmd_adds(c, RKEYS_LEGACY_AVAIL_PREFIX);
+	rcmd_adds(c, RKEYS_LEGACY_QUICK_PREFIX);
 	struct prune_req *q = req_new(p);
 	if (!q || !aredis_send(p->r, c, on_read_reply, q)) {
 		free(q);

@@ -1,17 +1,18 @@
 /* prune: removes from Redis the chargers a complete sweep no longer lists
- * (removed upstream), so ev:st/ev:av/ev:qk do not keep dead chargers
- * forever.
+ * (removed upstream), so the station hashes (ev:st) do not keep dead
+ * chargers forever; and deletes layout 1's per-station keys (rkeys.h).
  *
  * Runs only after a sweep that fetched every page completely, whose items
- * add up to its totalCount, and whose statuses are all acknowledged (service.c calls prune_start from the
- * sweep's barrier); never after a partial sweep. It walks ev:st:* with
+ * add up to its totalCount, and whose statuses are all acknowledged
+ * (service.c calls prune_start from the sweep's barrier); never after a partial sweep. It walks ev:st:* with
  * SCAN (one page at a time, not to compete with the status writes), reads
  * the page's charger ids with one read-only script, and removes each id
  * the table has not seen since the sweep began (table.h's stamp: a status
  * poll after the sweep counts as seen, so a charger that appeared
  * meanwhile is kept) with one fenced script per page: HDEL from the
- * station hash, SREM from the quick set, availability recomputed, the
- * station's keys deleted when no charger is left. Removed entries are
+ * station hash, availability recomputed, the hash deleted when no charger
+ * is left. The same script deletes layout 1's ev:av/ev:qk keys of the
+ * page's stations, which the read reports. Removed entries are
  * marked gone in the table (a re-apply never writes them back; a charger
  * listed again comes back as new). Removals are counted and logged, and
  * each adds an ev:changes entry "s c gone=1" so that followers drop the

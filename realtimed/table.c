@@ -8,7 +8,10 @@
 
 /* ---- stations: each station's availability as Redis holds it ----
  * Counted from the entries' stored state; a station whose counts changed
- * (or whose ev:av differed at a load) is pending until the writer takes it.
+ * (or whose availability field differed at a load) is pending until the
+ * writer takes it: the oldest first (table_av_take), or the one whose
+ * chargers it is writing (table_av_claim). A claimed station stays linked
+ * in the FIFO, not pending, and is skipped when it comes up.
  * Open addressing as above; stations live in one growable array, never
  * freed; indexes are 1-based (0: none). */
 
@@ -17,7 +20,7 @@ static void stations_free(struct stations *s);
 
 struct station {
 	char id[TABLE_STAT_ID_MAX + 1];
-	bool is_pending;
+	bool is_pending, is_linked; /* pending; in the FIFO (maybe no longer pending) */
 	uint32_t total, standby, quick;
 	uint32_t next_pending; /* FIFO link: index, 0 = end */
 };
@@ -27,8 +30,8 @@ struct stations {
 	size_t count, cap;    /* count includes list[0] */
 	uint32_t *slots;      /* owned: station index, 0 = empty; nslots a power of two */
 	size_t nslots;
-	uint32_t head, tail; /* pending FIFO */
-	size_t pending;
+	uint32_t head, tail; /* FIFO of the pending stations (and of claimed ones) */
+	size_t pending;	     /* stations pending */
 };
 
 static uint64_t hash_station(const char *id, size_t len)
@@ -134,27 +137,41 @@ static void stations_mark(struct stations *s, uint32_t station)
 	if (st->is_pending)
 		return;
 	st->is_pending = true;
+	s->pending++;
+	if (st->is_linked)
+		return;
+	st->is_linked = true;
 	st->next_pending = 0;
 	if (s->tail)
 		s->list[s->tail].next_pending = station;
 	else
 		s->head = station;
 	s->tail = station;
-	s->pending++;
+}
+
+static bool stations_claim(struct stations *s, uint32_t station)
+{
+	struct station *st = &s->list[station];
+	if (!st->is_pending)
+		return false;
+	st->is_pending = false;
+	s->pending--;
+	return true;
 }
 
 static uint32_t stations_take(struct stations *s)
 {
-	uint32_t x = s->head;
-	if (!x)
-		return 0;
-	struct station *st = &s->list[x];
-	s->head = st->next_pending;
-	if (!s->head)
-		s->tail = 0;
-	st->is_pending = false;
-	s->pending--;
-	return x;
+	while (s->head) {
+		uint32_t x = s->head;
+		struct station *st = &s->list[x];
+		s->head = st->next_pending;
+		if (!s->head)
+			s->tail = 0;
+		st->is_linked = false;
+		if (stations_claim(s, x))
+			return x;
+	}
+	return 0;
 }
 
 static size_t stations_pending(const struct stations *s)
@@ -196,7 +213,7 @@ static void stations_reset(struct stations *s)
 	for (size_t x = 1; x < s->count; x++) {
 		struct station *st = &s->list[x];
 		st->total = st->standby = st->quick = 0;
-		st->is_pending = false;
+		st->is_pending = st->is_linked = false;
 		st->next_pending = 0;
 	}
 	s->head = s->tail = 0;
@@ -511,6 +528,11 @@ uint32_t table_av_take(struct table *t)
 	return stations_take(t->stations);
 }
 
+bool table_av_claim(struct table *t, uint32_t station)
+{
+	return stations_claim(t->stations, station);
+}
+
 size_t table_av_pending(const struct table *t)
 {
 	return stations_pending(t->stations);
@@ -536,7 +558,7 @@ void table_stored_reset(struct table *t)
 }
 
 bool table_learn(struct table *t, const char *stat_id, size_t slen, const char *chger_id,
-		 size_t clen, int stat, int64_t updated, bool in_quick_set)
+		 size_t clen, int stat, int64_t updated, bool stored_quick)
 {
 	if (slen == 0 || slen > TABLE_STAT_ID_MAX || clen == 0 || clen > TABLE_CHGER_ID_MAX ||
 	    stat < 0 || stat > UINT8_MAX)
@@ -559,16 +581,16 @@ bool table_learn(struct table *t, const char *stat_id, size_t slen, const char *
 	}
 	if (updated > t->newest)
 		t->newest = updated;
-	set_stored(t, e, (uint8_t)(TABLE_STORED | (in_quick_set ? TABLE_STORED_QUICK : 0)),
+	set_stored(t, e, (uint8_t)(TABLE_STORED | (stored_quick ? TABLE_STORED_QUICK : 0)),
 		   (uint8_t)stat, updated, false);
 	return true;
 }
 
-void table_store(struct table *t, long index, bool status, bool in_quick_set)
+void table_store(struct table *t, long index, bool status, bool stored_quick)
 {
 	struct table_entry *e = &t->entries[index];
 	uint8_t flags = (uint8_t)((status ? TABLE_STORED : e->stored_flags & TABLE_STORED) |
-				  (in_quick_set ? TABLE_STORED_QUICK : 0));
+				  (stored_quick ? TABLE_STORED_QUICK : 0));
 	set_stored(t, e, flags, status ? e->stat : e->stored_stat,
 		   status ? e->updated : e->stored_updated, true);
 }

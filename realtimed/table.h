@@ -16,7 +16,7 @@
  * as new.
  *
  * The table also holds what Redis stores of each charger (its "stored"
- * status, update time and quick-set membership) as the active instance
+ * status, update time and quick flag) as the active instance
  * knows it: loaded from Redis when it becomes active (mirror.c), then kept
  * by the writer as it queues each write (apply.c). The writer is Redis'
  * only one (fenced), so "newer than stored" and each station's
@@ -51,7 +51,7 @@ enum {
 /* stored_flags: what Redis holds of the charger. */
 enum {
 	TABLE_STORED = 1u << 0,	      /* in ev:st:{statId}, as stored_stat:stored_updated */
-	TABLE_STORED_QUICK = 1u << 1, /* in ev:qk:{statId} */
+	TABLE_STORED_QUICK = 1u << 1, /* its value carries the quick flag (rkeys.h) */
 };
 
 struct table_entry {
@@ -121,11 +121,11 @@ void table_stored_reset(struct table *t);
  * dirty, not listed by a sweep in progress; a newer stored status is
  * adopted) gets the stored state. False on a bad id or no memory. */
 bool table_learn(struct table *t, const char *stat_id, size_t stat_id_len, const char *chger_id,
-		 size_t chger_id_len, int stat, int64_t updated, bool in_quick_set) MUSTCHECK;
+		 size_t chger_id_len, int stat, int64_t updated, bool stored_quick) MUSTCHECK;
 /* A write is queued: Redis will hold the entry's status (when status),
- * and its quick-set membership as given. A station whose availability
+ * and its quick flag as given. A station whose availability
  * changes becomes pending (stations.h). */
-void table_store(struct table *t, long index, bool status, bool in_quick_set);
+void table_store(struct table *t, long index, bool status, bool stored_quick);
 /* Redis no longer holds the charger (removed by prune.c). */
 void table_unstore(struct table *t, long index);
 
@@ -133,13 +133,16 @@ void table_unstore(struct table *t, long index);
  * state: chargers, standing by, quick and standing by. A station whose
  * counts changed is pending until the writer takes it. */
 uint32_t table_av_take(struct table *t); /* the oldest pending station, or 0 */
+/* Take this station when pending (the writer writes its availability with
+ * its chargers): true when it was. */
+bool table_av_claim(struct table *t, uint32_t station);
 size_t table_av_pending(const struct table *t);
 /* "<standby>:<total>:<quick standby>" (rkeys.h) into out, the station's id
  * into *stat_id; the length, 0 when the station holds no charger (its
- * ev:av goes). */
+ * availability field goes). */
 int table_av_format(const struct table *t, uint32_t station, const char **stat_id, char *out,
 		    size_t outlen);
-/* The load read this ev:av value (NULL: none): pending when it differs. */
+/* The load read this availability (NULL: none): pending when it differs. */
 void table_av_check(struct table *t, uint32_t station, const char *stored);
 
 #endif

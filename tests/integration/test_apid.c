@@ -503,7 +503,7 @@ START_TEST(live_state_follows_the_stream)
 	char value[64], when[32];
 	long now = (long)time(NULL);
 	snprintf(when, sizeof(when), "%ld", now);
-	rkeys_status_format(value, sizeof(value), 3, now);
+	rkeys_status_format(value, sizeof(value), 3, now, false);
 	apid_redis(&e, 4, (const char *[]){"HSET", "ev:st:ME000001", "01", value});
 	apid_redis(&e, 11,
 		   (const char *[]){"XADD", RKEYS_CHANGES, "*", "s", "ME000001", "c", "01", "st",

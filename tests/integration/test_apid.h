@@ -163,7 +163,7 @@ static __attribute__((unused)) void apid_set_status(struct apid_env *e, const ch
 	long now = when_unix;
 	snprintf(when, sizeof(when), "%ld", now);
 	snprintf(code, sizeof(code), "%d", stat);
-	rkeys_status_format(value, sizeof(value), stat, now);
+	rkeys_status_format(value, sizeof(value), stat, now, false);
 	char key[RKEYS_KEY_MAX];
 	rkeys_station(key, sizeof(key), station);
 	apid_redis(e, 4, (const char *[]){"HSET", key, charger, value});

@@ -57,8 +57,8 @@ static __attribute__((unused)) struct fault_charger *fault_sim_chargers(const st
 	return cs;
 }
 
-/* Chargers whose value in Redis (ev:st:{statId}) is not the simulator's
- * "stat:unix" (the first described in why); all of them when Redis cannot
+/* Chargers whose status in Redis (ev:st:{statId}) is not the simulator's
+ * (the first described in why); all of them when Redis cannot
  * be reached. A new connection each time: Redis may have restarted. */
 static __attribute__((unused)) long fault_redis_mismatches(const char *redis_url,
 							   const struct fault_charger *cs, long n,
@@ -75,10 +75,14 @@ static __attribute__((unused)) long fault_redis_mismatches(const char *redis_url
 	for (long i = 0; i < n; i++) {
 		char key[RKEYS_KEY_MAX], want[64];
 		rkeys_station(key, sizeof(key), cs[i].stat_id);
-		rkeys_status_format(want, sizeof(want), cs[i].stat, cs[i].updated);
+		rkeys_status_format(want, sizeof(want), cs[i].stat, cs[i].updated, false);
 		redisReply *x = rds_command(r, 3, (const char *[]){"HGET", key, cs[i].chger_id}, NULL,
 					    err, sizeof(err));
-		bool ok = x && x->type == REDIS_REPLY_STRING && strcmp(x->str, want) == 0;
+		int stat;
+		int64_t updated;
+		bool ok = x && x->type == REDIS_REPLY_STRING &&
+			  rkeys_status_parse(x->str, &stat, &updated, NULL) && stat == cs[i].stat &&
+			  updated == (int64_t)cs[i].updated;
 		if (!ok && !bad++)
 			snprintf(why, whylen, "%s/%s: redis %s, simulator %s", cs[i].stat_id,
 				 cs[i].chger_id, x && x->type == REDIS_REPLY_STRING ? x->str : "(none)",

@@ -82,7 +82,7 @@ START_TEST(deltas_applied_older_never_wins)
 	/* a delta: applied within a few polls, streamed, availability kept */
 	int new_stat = cs[10].stat == 5 ? 4 : 5;
 	sim_set_status(&e.sim, 10, new_stat);
-	rkeys_status_format(want, sizeof(want), new_stat, t0);
+	rkeys_status_format(want, sizeof(want), new_stat, t0, cs[10].quick);
 	long t_set = now_ms();
 	wait_status(e.r, &cs[10], want, 5000);
 	ck_assert_int_le(now_ms() - t_set, 1000 + 2000); /* T + 2 s, T = 1 s */
@@ -96,8 +96,8 @@ START_TEST(deltas_applied_older_never_wins)
 	ck_assert_int_eq(atoll(fields->element[7]->str), (long long)t0);
 	freeReplyObject(x);
 	char key[RKEYS_KEY_MAX];
-	rkeys_avail(key, sizeof(key), cs[10].stat_id);
-	char *av = get_string(e.r, "GET", key, NULL, NULL);
+	rkeys_station(key, sizeof(key), cs[10].stat_id);
+	char *av = get_string(e.r, "HGET", key, RKEYS_AVAIL_FIELD, NULL);
 	int standby, total, quick;
 	ck_assert(av && rkeys_avail_parse(av, &standby, &total, &quick));
 	long want_standby = 0, want_total = 0;
@@ -114,7 +114,7 @@ START_TEST(deltas_applied_older_never_wins)
 	 * back and an earlier one is served for the same charger */
 	sim_admin(&e.sim, "/__admin/clock?advance=120");
 	sim_set_status(&e.sim, 11, 3);
-	rkeys_status_format(want, sizeof(want), 3, t0 + 120);
+	rkeys_status_format(want, sizeof(want), 3, t0 + 120, cs[11].quick);
 	wait_status(e.r, &cs[11], want, 5000);
 	sim_admin(&e.sim, "/__admin/clock?set=20240506143100"); /* t0 + 60 */
 	sim_set_status(&e.sim, 11, 9);
@@ -135,7 +135,7 @@ START_TEST(deltas_applied_older_never_wins)
 	 * again. */
 	rkeys_station(key, sizeof(key), cs[12].stat_id);
 	char newer[64];
-	rkeys_status_format(newer, sizeof(newer), 4, t0 + 100000);
+	rkeys_status_format(newer, sizeof(newer), 4, t0 + 100000, cs[12].quick);
 	freeReplyObject(CMD(e.r, "HSET", key, cs[12].chger_id, newer));
 	freeReplyObject(CMD(e.r, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"));
 	sim_set_status(&e.sim, 12, 2); /* at t0 + 60: newer than the table knows */
@@ -290,8 +290,9 @@ static long redis_chargers(struct rds *r)
 {
 	redisReply *x = CMD(r, "EVAL",
 			    "local n = 0 for _, k in ipairs(redis.call('KEYS', 'ev:st:*')) do "
-			    "n = n + redis.call('HLEN', k) end return n",
-			    "0");
+			    "n = n + redis.call('HLEN', k) - redis.call('HEXISTS', k, ARGV[1]) end "
+			    "return n",
+			    "0", RKEYS_AVAIL_FIELD);
 	long n = (long)x->integer;
 	freeReplyObject(x);
 	return n;
@@ -387,9 +388,10 @@ START_TEST(complete_sweep_removes_chargers_gone_upstream)
 			station_left = strcmp(cs1[j].stat_id, cs0[i].stat_id) == 0;
 		if (!station_left) {
 			char key[RKEYS_KEY_MAX];
-			rkeys_avail(key, sizeof(key), cs0[i].stat_id);
-			char *av = get_string(e.r, "GET", key, NULL, NULL);
-			ck_assert_msg(!av, "%s left behind: %s", key, av);
+			rkeys_station(key, sizeof(key), cs0[i].stat_id);
+			redisReply *kept = CMD(e.r, "EXISTS", key);
+			ck_assert_msg(kept->integer == 0, "%s left behind", key);
+			freeReplyObject(kept);
 		}
 	}
 	assert_availability(e.r, cs1, n1);
@@ -426,6 +428,68 @@ START_TEST(complete_sweep_removes_chargers_gone_upstream)
 	rt_stop(&rt, 10000);
 	free(cs0);
 	free(cs1);
+	env_stop(&e);
+}
+END_TEST
+
+/* Keys matching a pattern. */
+static long redis_keys(struct rds *r, const char *pattern)
+{
+	redisReply *x = CMD(r, "KEYS", pattern);
+	long n = (long)x->elements;
+	freeReplyObject(x);
+	return n;
+}
+
+/* A Redis written by layout 1 (rkeys.h: no quick flag in the values, the
+ * quick set and the availability in keys of their own): realtimed reads
+ * its statuses, writes the quick flags and the availability field, and
+ * after its first complete sweep no layout-1 key is left. */
+START_TEST(layout1_station_keys_upgrade)
+{
+	struct env e;
+	env_start(&e, 600, NULL);
+	long n;
+	struct charger *cs = sim_chargers(&e.sim, &n);
+	long quick = 0;
+	for (long i = 0; i < n; i++) {
+		char key[RKEYS_KEY_MAX], value[64];
+		rkeys_station(key, sizeof(key), cs[i].stat_id);
+		rkeys_status_format(value, sizeof(value), cs[i].stat, cs[i].updated, false);
+		freeReplyObject(CMD(e.r, "HSET", key, cs[i].chger_id, value));
+		snprintf(key, sizeof(key), RKEYS_LEGACY_AVAIL_PREFIX "%s", cs[i].stat_id);
+		freeReplyObject(CMD(e.r, "SET", key, "0:1:0"));
+		if (cs[i].quick) {
+			snprintf(key, sizeof(key), RKEYS_LEGACY_QUICK_PREFIX "%s", cs[i].stat_id);
+			freeReplyObject(CMD(e.r, "SADD", key, cs[i].chger_id));
+			quick++;
+		}
+	}
+	ck_assert_int_gt(quick, 0);
+	ck_assert_int_gt(redis_keys(e.r, RKEYS_LEGACY_AVAIL_PREFIX "*"), 0);
+	char *extra[] = {"REALTIMED_SWEEP_INTERVAL=2", NULL};
+	struct rt rt;
+	rt_start(&e, &rt, "a", extra);
+	wait_bootstrap(&e);
+	long deadline = now_ms() + 20000;
+	while (redis_keys(e.r, RKEYS_LEGACY_AVAIL_PREFIX "*") +
+		       redis_keys(e.r, RKEYS_LEGACY_QUICK_PREFIX "*") >
+	       0) {
+		ck_assert_msg(now_ms() < deadline, "layout 1's keys still there");
+		usleep(100000);
+	}
+	char why[512];
+	long bad = mismatches(e.r, cs, n, why, sizeof(why));
+	ck_assert_msg(bad == 0, "%ld of %ld chargers differ; first %s", bad, n, why);
+	assert_availability(e.r, cs, n);
+	ck_assert_int_eq(redis_chargers(e.r), n);
+	/* nothing changed but the layout: no stream entry, no charger removed */
+	redisReply *x = CMD(e.r, "XLEN", RKEYS_CHANGES);
+	ck_assert_int_eq(x->integer, 0);
+	freeReplyObject(x);
+	ck_assert(rt_metric(&rt, "realtimed_chargers_removed_total") == 0);
+	rt_stop(&rt, 10000);
+	free(cs);
 	env_stop(&e);
 }
 END_TEST
@@ -689,6 +753,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, deltas_applied_older_never_wins);
 	tcase_add_test(tc, redis_restart_converges);
 	tcase_add_test(tc, complete_sweep_removes_chargers_gone_upstream);
+	tcase_add_test(tc, layout1_station_keys_upgrade);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("outage");
 	tcase_set_timeout(tc, 150);

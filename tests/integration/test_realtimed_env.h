@@ -232,7 +232,7 @@ static char *get_string(struct rds *r, const char *cmd, const char *key, const c
 	return out;
 }
 
-/* Charger i's value in Redis, "stat:unix", or NULL. */
+/* Charger i's value in Redis, "stat:unix[:q]", or NULL. */
 static char *stored_status(struct rds *r, const struct charger *c)
 {
 	char key[RKEYS_KEY_MAX];
@@ -248,7 +248,7 @@ static long mismatches(struct rds *r, const struct charger *cs, long n, char *wh
 	why[0] = '\0';
 	for (long i = 0; i < n; i++) {
 		char want[64];
-		rkeys_status_format(want, sizeof(want), cs[i].stat, cs[i].updated);
+		rkeys_status_format(want, sizeof(want), cs[i].stat, cs[i].updated, cs[i].quick);
 		char *got = stored_status(r, &cs[i]);
 		if (!got || strcmp(got, want) != 0) {
 			if (!bad++)
@@ -416,9 +416,9 @@ static long assert_availability(struct rds *r, const struct charger *cs, long n)
 			quick_standby += cs[j].stat == 2 && cs[j].quick;
 		}
 		char key[RKEYS_KEY_MAX], want[64];
-		rkeys_avail(key, sizeof(key), cs[i].stat_id);
+		rkeys_station(key, sizeof(key), cs[i].stat_id);
 		snprintf(want, sizeof(want), "%ld:%ld:%ld", standby, j - i, quick_standby);
-		char *got = get_string(r, "GET", key, NULL, NULL);
+		char *got = get_string(r, "HGET", key, RKEYS_AVAIL_FIELD, NULL);
 		ck_assert_msg(got && strcmp(got, want) == 0, "%s: %s, want %s", key,
 			      got ? got : "(none)", want);
 		free(got);

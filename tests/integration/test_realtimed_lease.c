@@ -185,7 +185,7 @@ START_TEST(kill9_handovers_never_interleave_writers)
 		snprintf(name, sizeof(name), "h%d", round + 1);
 		rt_start(&e, &rts[leader], name, extra);
 		char want[64];
-		rkeys_status_format(want, sizeof(want), stat, t0 + round);
+		rkeys_status_format(want, sizeof(want), stat, t0 + round, cs[i].quick);
 		wait_status(e.r, &cs[i], want, 10000);
 	}
 

@@ -138,6 +138,81 @@ START_TEST(table_seed_and_quick_flags)
 }
 END_TEST
 
+/* The stations' availability: counted from what the writer stores, pending
+ * once per change, taken oldest first or claimed by the writer writing the
+ * station's chargers (then skipped by take). */
+START_TEST(table_availability_take_and_claim)
+{
+	struct table *t = table_new();
+	const char *ids[][2] = {{"ST000001", "01"}, {"ST000001", "02"}, {"ST000002", "01"},
+				{"ST000003", "01"}};
+	long index[4];
+	for (int k = 0; k < 4; k++) {
+		struct table_item it = item(ids[k][0], ids[k][1], 2, 100);
+		it.quick_known = true;
+		it.quick = k == 1;
+		ck_assert_int_eq(table_put(t, &it), TABLE_NEWER);
+		index[k] = table_take_dirty(t);
+		table_store(t, index[k], true, it.quick);
+	}
+	ck_assert_int_eq(table_av_pending(t), 3);
+	uint32_t st1 = table_at(t, index[0])->station, st2 = table_at(t, index[2])->station,
+		 st3 = table_at(t, index[3])->station;
+	char value[48];
+	const char *sid;
+	ck_assert_int_eq(table_av_format(t, st1, &sid, value, sizeof(value)), 5);
+	ck_assert_str_eq(sid, "ST000001");
+	ck_assert_str_eq(value, "2:2:1");
+	/* the writer claims station 2 (it writes its chargers): take skips it */
+	ck_assert(table_av_claim(t, st2));
+	ck_assert(!table_av_claim(t, st2));
+	ck_assert_int_eq(table_av_pending(t), 2);
+	ck_assert_uint_eq(table_av_take(t), st1);
+	/* station 2 changes again while still linked: pending once, in order */
+	table_store(t, index[2], true, true); /* now quick: 1:1:1 */
+	ck_assert_int_eq(table_av_pending(t), 2);
+	ck_assert_uint_eq(table_av_take(t), st2);
+	ck_assert_uint_eq(table_av_take(t), st3);
+	ck_assert_uint_eq(table_av_take(t), 0);
+	ck_assert_int_eq(table_av_pending(t), 0);
+	ck_assert_int_eq(table_av_format(t, st2, &sid, value, sizeof(value)), 5);
+	ck_assert_str_eq(value, "1:1:1");
+	/* claimed then changed: pending again, taken once */
+	table_store(t, index[3], true, true);
+	ck_assert(table_av_claim(t, st3));
+	table_store(t, index[3], true, false);
+	ck_assert_int_eq(table_av_pending(t), 1);
+	ck_assert_uint_eq(table_av_take(t), st3);
+	ck_assert_uint_eq(table_av_take(t), 0);
+	table_free(t);
+}
+END_TEST
+
+/* A charger's value: "<stat>:<unix>[:q]" both ways; anything else refused. */
+START_TEST(rkeys_status_values)
+{
+	char v[32];
+	int stat;
+	int64_t when;
+	bool quick;
+	ck_assert_int_eq(rkeys_status_format(v, sizeof(v), 2, 1732500000, true), 14);
+	ck_assert_str_eq(v, "2:1732500000:q");
+	ck_assert(rkeys_status_parse(v, &stat, &when, &quick));
+	ck_assert(stat == 2 && when == 1732500000 && quick);
+	rkeys_status_format(v, sizeof(v), 9, 7, false);
+	ck_assert_str_eq(v, "9:7");
+	ck_assert(rkeys_status_parse(v, &stat, &when, &quick));
+	ck_assert(stat == 9 && when == 7 && !quick);
+	ck_assert(rkeys_status_parse("3:5", &stat, &when, NULL));
+	const char *bad[] = {"", "2", "2:", ":5", "2:5:", "2:5:x", "2:5:qq", "2:5:q:q", "2:5 ",
+			     "1:2:0", "100:5"};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		ck_assert_msg(!rkeys_status_parse(bad[k], &stat, &when, &quick), "%s", bad[k]);
+	ck_assert(rkeys_is_charger_field("01"));
+	ck_assert(!rkeys_is_charger_field(RKEYS_AVAIL_FIELD));
+}
+END_TEST
+
 START_TEST(table_stamps_and_gone)
 {
 	struct table *t = table_new();
@@ -328,6 +403,8 @@ Suite *test_suite(void)
 	tcase_add_test(tc, table_refuses_bad_ids);
 	tcase_add_test(tc, table_dirty_fifo);
 	tcase_add_test(tc, table_seed_and_quick_flags);
+	tcase_add_test(tc, table_availability_take_and_claim);
+	tcase_add_test(tc, rkeys_status_values);
 	tcase_add_test(tc, table_stamps_and_gone);
 	tcase_add_test(tc, table_grows);
 	suite_add_tcase(s, tc);
