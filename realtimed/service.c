@@ -49,7 +49,7 @@ static const char *const state_names[] = {"standby", "deciding", "active", "drai
 struct svc_metrics {
 	struct metrics *reg; /* owned */
 	struct metric_family *polls, *items;
-	struct metric *applied, *stale, *changes, *batches, *batches_failed, *removed;
+	struct metric *applied, *stale, *changes, *batches, *batches_failed, *removed, *prune_walks;
 	struct metric *chargers, *dirty, *redis_up, *redis_connects, *lease_held, *lease_acquired;
 	struct metric *ticks_done, *ticks_skipped, *sample_counted, *sample_skipped;
 	struct metric *last_poll_ok, *lag, *sweep_seconds, *sweep_items, *fetch_attempts,
@@ -837,6 +837,7 @@ static bool metrics(void *ctx, struct buf *body)
 	sync_counter(s, 11, s->m.fetch_attempts, poller_attempts(s->poller));
 	sync_counter(s, 12, s->m.fetch_retries, poller_retries(s->poller));
 	sync_counter(s, 13, s->m.removed, prune_stats(s->prune)->removed);
+	sync_counter(s, 14, s->m.prune_walks, prune_stats(s->prune)->walks_done);
 	metric_set(s->m.chargers, (double)table_count(s->table));
 	metric_set(s->m.dirty, (double)table_dirty_count(s->table));
 	return metrics_write(s->m.reg, body);
@@ -861,6 +862,8 @@ static bool metrics_setup(struct svc_metrics *m)
 	m->batches = metrics_counter(r, "realtimed_batches_total", "Apply batches acknowledged");
 	m->removed = metrics_counter(r, "realtimed_chargers_removed_total",
 				     "Chargers removed from Redis: absent from a complete sweep");
+	m->prune_walks = metrics_counter(r, "realtimed_prune_walks_total",
+					 "Prune walks over Redis completed (one after each complete sweep)");
 	m->batches_failed = metrics_counter(r, "realtimed_batches_failed_total",
 					    "Apply batches failed and queued again");
 	m->chargers = metrics_gauge(r, "realtimed_chargers", "Chargers known to this instance");
@@ -894,7 +897,7 @@ static bool metrics_setup(struct svc_metrics *m)
 	m->fetch_retries = metrics_counter(r, "realtimed_upstream_retries_total",
 					   "Upstream page requests that were retries");
 	return m->polls && m->items && m->applied && m->stale && m->changes && m->batches &&
-	       m->batches_failed && m->removed && m->chargers && m->dirty && m->redis_up && m->redis_connects &&
+	       m->batches_failed && m->removed && m->prune_walks && m->chargers && m->dirty && m->redis_up && m->redis_connects &&
 	       m->lease_held && m->lease_acquired && m->ticks_done && m->ticks_skipped &&
 	       m->sample_counted && m->sample_skipped && m->last_poll_ok && m->lag &&
 	       m->sweep_seconds && m->sweep_items && m->fetch_attempts && m->fetch_retries;
