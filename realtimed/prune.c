@@ -204,10 +204,13 @@ static void on_read_reply(void *arg, const redisReply *reply)
 		memcpy(sid, c->text.data + c->offs[key_arg] + stlen, len - stlen);
 		sid[len - stlen] = '\0';
 		int count_arg = -1, count = 0;
+		bool has_charger = false;
 		for (size_t x = 0; x < ids->elements; x++) {
 			const redisReply *id = ids->element[x];
-			if (id->type != REDIS_REPLY_STRING || id->len > TABLE_CHGER_ID_MAX ||
-			    !rkeys_is_charger_field(id->str) || !is_gone(p, sid, id->str))
+			if (id->type != REDIS_REPLY_STRING || !rkeys_is_charger_field(id->str))
+				continue;
+			has_charger = true;
+			if (id->len > TABLE_CHGER_ID_MAX || !is_gone(p, sid, id->str))
 				continue;
 			if (count_arg < 0) {
 				rcmd_adds(&out, sid);
@@ -218,7 +221,9 @@ static void on_read_reply(void *arg, const redisReply *reply)
 			count++;
 			table_forget(p->table, sid, id->str);
 		}
-		if (count_arg < 0 && has_legacy) { /* a run of no charger: layout 1's keys go */
+		/* a run removing no charger: layout 1's keys go, or a hash left
+		 * with no charger's field (its availability alone) is deleted */
+		if (count_arg < 0 && (has_legacy || !has_charger)) {
 			rcmd_adds(&out, sid);
 			count_arg = out.argc;
 			rcmd_adds(&out, "0");

@@ -12,7 +12,8 @@
  * meanwhile is kept) with one fenced script per page: HDEL from the
  * station hash, availability recomputed, the hash deleted when no charger
  * is left. The same script deletes layout 1's ev:av/ev:qk keys of the
- * page's stations, which the read reports. Removed entries are
+ * page's stations, which the read reports, and a station hash holding no
+ * charger's field. Removed entries are
  * marked gone in the table (a re-apply never writes them back; a charger
  * listed again comes back as new). Removals are counted and logged, and
  * each adds an ev:changes entry "s c gone=1" so that followers drop the

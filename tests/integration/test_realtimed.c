@@ -167,14 +167,7 @@ START_TEST(congestion_counts_equal_formula)
 {
 	struct env e;
 	env_start(&e, 600, NULL);
-	struct rt rt;
-	char *extra[] = {"REALTIMED_SAMPLE_INTERVAL=1", NULL};
-	rt_start(&e, &rt, "a", extra);
-	wait_bootstrap(&e);
-	wait_hb(e.r, "samples", 4, 20000);
-	rt_stop(&rt, 10000);
-	long long k = hb(e.r, "samples");
-	ck_assert_int_ge(k, 4);
+	long long k = sample_k_times(&e, 4);
 	ck_assert_int_eq(hb(e.r, "sample_done"), hb(e.r, "sample_started"));
 	long n;
 	struct charger *cs = sim_chargers(&e.sim, &n);
@@ -444,7 +437,8 @@ static long redis_keys(struct rds *r, const char *pattern)
 /* A Redis written by layout 1 (rkeys.h: no quick flag in the values, the
  * quick set and the availability in keys of their own): realtimed reads
  * its statuses, writes the quick flags and the availability field, and
- * after its first complete sweep no layout-1 key is left. */
+ * after its first complete sweep no layout-1 key is left (nor a station
+ * hash with no charger's field). */
 START_TEST(layout1_station_keys_upgrade)
 {
 	struct env e;
@@ -467,15 +461,18 @@ START_TEST(layout1_station_keys_upgrade)
 	}
 	ck_assert_int_gt(quick, 0);
 	ck_assert_int_gt(redis_keys(e.r, RKEYS_LEGACY_AVAIL_PREFIX "*"), 0);
+	/* a station hash holding an availability and no charger: deleted too */
+	freeReplyObject(CMD(e.r, "HSET", RKEYS_STATION_PREFIX "ZZ000000", RKEYS_AVAIL_FIELD, "1:1:0"));
 	char *extra[] = {"REALTIMED_SWEEP_INTERVAL=2", NULL};
 	struct rt rt;
 	rt_start(&e, &rt, "a", extra);
 	wait_bootstrap(&e);
 	long deadline = now_ms() + 20000;
 	while (redis_keys(e.r, RKEYS_LEGACY_AVAIL_PREFIX "*") +
-		       redis_keys(e.r, RKEYS_LEGACY_QUICK_PREFIX "*") >
+		       redis_keys(e.r, RKEYS_LEGACY_QUICK_PREFIX "*") +
+		       redis_keys(e.r, RKEYS_STATION_PREFIX "ZZ000000") >
 	       0) {
-		ck_assert_msg(now_ms() < deadline, "layout 1's keys still there");
+		ck_assert_msg(now_ms() < deadline, "layout 1's keys, or a hash of no charger, still there");
 		usleep(100000);
 	}
 	char why[512];
@@ -585,14 +582,7 @@ START_TEST(layout1_counters_convert_on_first_sample)
 		layout1_value(i, i == ahead ? ahead_mark : test_mark(i), v1);
 		set_value(e.r, key, v1, sizeof(v1));
 	}
-	struct rt rt;
-	char *extra[] = {"REALTIMED_SAMPLE_INTERVAL=1", NULL};
-	rt_start(&e, &rt, "a", extra);
-	wait_bootstrap(&e);
-	wait_hb(e.r, "samples", 3, 20000);
-	rt_stop(&rt, 10000);
-	long long k = hb(e.r, "samples"), last = hb(e.r, "sample_done");
-	ck_assert_int_ge(k, 3);
+	long long k = sample_k_times(&e, 3), last = hb(e.r, "sample_done");
 	time_t t0;
 	ck_assert(kst_parse(CLOCK_TS, &t0));
 	long saturated = 0, down = 0;

@@ -404,6 +404,21 @@ static void wait_bootstrap(struct env *e)
 	wait_hb(e->r, "sweep_ok_ms", 1, 30000);
 }
 
+/* Start an instance sampling every second, wait for at least k samples
+ * after the bootstrap, stop it; returns the samples taken. */
+static __attribute__((unused)) long long sample_k_times(struct env *e, long long k)
+{
+	struct rt rt;
+	char *extra[] = {"REALTIMED_SAMPLE_INTERVAL=1", NULL};
+	rt_start(e, &rt, "a", extra);
+	wait_bootstrap(e);
+	wait_hb(e->r, "samples", k, 20000);
+	rt_stop(&rt, 10000);
+	long long taken = hb(e->r, "samples");
+	ck_assert_int_ge(taken, k);
+	return taken;
+}
+
 /* Every station's availability equals the simulator's chargers (cs, in
  * slot order: a station's chargers are adjacent). Returns the stations. */
 static long assert_availability(struct rds *r, const struct charger *cs, long n)
