@@ -184,14 +184,11 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 		[[ $(basename "$1") == test_sim_* ]] && sim=
 		ASAN_OPTIONS=$opts TEST_SIM_BIN=$sim run_bin "$@"
 	}
-	# The longest first, so that the short ones fill in around them (and
-	# none of 40 s or more starts last, to end a pass alone); name:count
-	# splits a binary into shards: their tests share no fixed resource.
+	# The longest first, so that the short ones fill in around them; these
+	# are split into shards (name:count): their tests share no fixed resource.
 	slow="test_ingest_chargers:6 test_ingest_congestion:4 test_realtimed:3 test_sim_format:3
 	      test_deploy_metrics:1 test_sim_model:2 test_fault_upstream_ingestd:3
-	      test_fault_upstream_realtimed:3 test_realtimed_lease:2 test_harness:1
-	      test_fault_redis_restart:1 test_apid:1 test_apid_degraded:1 test_ingest_export:1
-	      test_apid_feed:1 test_apid_smuggling:1 test_apid_docs:1"
+	      test_fault_upstream_realtimed:3 test_realtimed_lease:2"
 	for entry in $slow; do
 		[ -x "$B/integration/${entry%%:*}" ] && run_integration "$B/integration/${entry%%:*}" "${entry##*:}"
 	done
