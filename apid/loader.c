@@ -106,19 +106,12 @@ struct loader {
 	int64_t last_error_logged_ms;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Log a failure once per distinct text, or again after REPEAT_LOG_MS. */
 static void failure(struct loader *l, const char *what, const char *why)
 {
 	char text[512];
 	snprintf(text, sizeof(text), "%s: %s", what, why);
-	int64_t now = now_ms();
+	int64_t now = monotonic_ms();
 	if (strcmp(text, l->last_error) != 0 || now - l->last_error_logged_ms > REPEAT_LOG_MS) {
 		log_warn("read model: %s", text);
 		snprintf(l->last_error, sizeof(l->last_error), "%s", text);

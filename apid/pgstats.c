@@ -59,13 +59,6 @@ struct pgstats {
 	size_t pending;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct timeval tv_ms(int ms)
 {
 	return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -198,7 +191,7 @@ static void conn_lost(struct pgstats *ps, const char *why)
 		ps->conn = NULL;
 	}
 	ps->state = PG_DOWN;
-	ps->down_until_ms = now_ms() + PGSTATS_RETRY_MS;
+	ps->down_until_ms = monotonic_ms() + PGSTATS_RETRY_MS;
 	while (ps->head) {
 		req_fail(ps->head, "PostgreSQL unreachable");
 		drop_head(ps);
@@ -407,7 +400,7 @@ void pgstats_answer(struct worker *w, struct evhttp_request *req, const struct r
 		unavailable(w, req, rc, redis_why, "not configured");
 		return;
 	}
-	if (ps->state == PG_DOWN && now_ms() < ps->down_until_ms) {
+	if (ps->state == PG_DOWN && monotonic_ms() < ps->down_until_ms) {
 		unavailable(w, req, rc, redis_why, "PostgreSQL unreachable");
 		return;
 	}

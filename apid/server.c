@@ -66,13 +66,6 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- listening socket ---- */
 
 static int open_listener(const struct server_config *cfg, bool *adopted, char *err, size_t errlen)
@@ -221,7 +214,7 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	conn_drain(w);
 	bool stats_busy = (w->stats && stats_pending(w->stats) > 0) || pgstats_pending(w->pgstats) > 0;
-	if ((w->nconns == 0 && !stats_busy) || mono_ms() >= w->drain_deadline_ms) {
+	if ((w->nconns == 0 && !stats_busy) || monotonic_ms() >= w->drain_deadline_ms) {
 		if (w->nconns > 0)
 			log_warn("worker %d: drain time over, closing %u connections", w->index,
 				 w->nconns);
@@ -453,7 +446,7 @@ void server_begin_drain(struct server *s)
 
 void server_stop_accepting(struct server *s, int drain_ms)
 {
-	int64_t deadline = mono_ms() + drain_ms;
+	int64_t deadline = monotonic_ms() + drain_ms;
 	for (int i = 0; i < s->nworkers; i++) {
 		struct worker *w = &s->workers[i];
 		w->drain_deadline_ms = deadline; /* read by the worker after the wake */

@@ -3,6 +3,8 @@
 #define EV_BASE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #define MUSTCHECK __attribute__((warn_unused_result))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -17,6 +19,15 @@ static inline int hex_value(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+/* Milliseconds on the monotonic clock: for timeouts and durations, never
+ * for dates. */
+static inline int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* sysexits codes: a daemon exits only at start-up; ingestd's exit code is its

@@ -132,13 +132,6 @@ static void notice_receiver(void *arg, const PGresult *res)
 		log_debug("postgres: %s: %s", severity ? severity : "NOTICE", msg);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
@@ -208,7 +201,7 @@ enum pgx_connect_status pgx_connect(const char *conninfo, const char *applicatio
 	}
 	PQconninfoFree(parsed);
 
-	int64_t start = now_ms();
+	int64_t start = monotonic_ms();
 	int64_t deadline = start + r.max_total_ms;
 	int64_t backoff = r.first_backoff_ms;
 	unsigned seed = (unsigned)start ^ (unsigned)getpid();
@@ -218,7 +211,7 @@ enum pgx_connect_status pgx_connect(const char *conninfo, const char *applicatio
 		/* Keep one attempt inside the total bound (libpq's minimum is 2 s).
 		 * Keywords before dbname are defaults the conninfo may override;
 		 * client_encoding after it is ours to fix. */
-		int64_t remaining_s = (deadline - now_ms() + 999) / 1000;
+		int64_t remaining_s = (deadline - monotonic_ms() + 999) / 1000;
 		int timeout_s = r.connect_timeout_s;
 		if (remaining_s < timeout_s)
 			timeout_s = remaining_s < 2 ? 2 : (int)remaining_s;
@@ -252,8 +245,8 @@ enum pgx_connect_status pgx_connect(const char *conninfo, const char *applicatio
 		 * reconnect in lockstep; never sleeping past the deadline. */
 		int64_t jitter = backoff / 4;
 		int64_t delay = backoff - jitter + (jitter > 0 ? rand_r(&seed) % (2 * jitter + 1) : 0);
-		int64_t elapsed = now_ms() - start;
-		if (attempt >= r.max_attempts || now_ms() + delay >= deadline) {
+		int64_t elapsed = monotonic_ms() - start;
+		if (attempt >= r.max_attempts || monotonic_ms() + delay >= deadline) {
 			err_set(err, "", "connect to %s failed after %d attempt%s in %" PRId64 " ms: %s",
 				redacted, attempt, attempt == 1 ? "" : "s", elapsed, attempt_error);
 			return PGX_CONNECT_UNAVAILABLE;

@@ -78,13 +78,6 @@ static void batch_free(struct batch *b)
 	free(b);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void check_barrier(struct apply *a)
 {
 	if (!apply_is_idle(a))
@@ -321,7 +314,7 @@ static enum sent send_batch(struct apply *a)
 	}
 	if (close_block(a, b)) {
 		if (a->busy_since_ms == 0)
-			a->busy_since_ms = mono_ms();
+			a->busy_since_ms = monotonic_ms();
 		a->inflight++;
 		return SENT_BLOCK;
 	}
@@ -465,7 +458,7 @@ const struct apply_stats *apply_stats(const struct apply *a)
 
 int64_t apply_busy_ms(const struct apply *a)
 {
-	return a->busy_since_ms ? mono_ms() - a->busy_since_ms : 0;
+	return a->busy_since_ms ? monotonic_ms() - a->busy_since_ms : 0;
 }
 
 void apply_barrier(struct apply *a, void (*fn)(void *ctx), void *ctx)

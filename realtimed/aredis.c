@@ -73,13 +73,6 @@ struct aredis {
 	struct buf scratch; /* owned: one command formatted by aredis_send(v) */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void arm(struct aredis *r, int ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -331,7 +324,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
 	redisAsyncContext *ac = r->ac;
 	r->state = CONN_HANDSHAKE;
 	r->handshake_left = 0;
-	r->progress_ms = now_ms();
+	r->progress_ms = monotonic_ms();
 	bool ok = true;
 	char db[16];
 	snprintf(db, sizeof(db), "%d", r->parsed.db);
@@ -422,7 +415,7 @@ static bool is_numeric_host(const char *host)
 
 static void start_attempt(struct aredis *r)
 {
-	r->attempt_started_ms = now_ms();
+	r->attempt_started_ms = monotonic_ms();
 	evtimer_del(r->timer);
 	arm(r, r->opts.connect_timeout_ms);
 	if (r->parsed.is_unix || is_numeric_host(r->parsed.host)) {
@@ -449,7 +442,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	case CONN_CONNECTING:
 	case CONN_HANDSHAKE: drop(r, "no answer within %d ms", r->opts.connect_timeout_ms); break;
 	case CONN_READY:
-		if (r->inflight > 0 && now_ms() - r->progress_ms > r->opts.io_timeout_ms)
+		if (r->inflight > 0 && monotonic_ms() - r->progress_ms > r->opts.io_timeout_ms)
 			drop(r, "no reply within %d ms", r->opts.io_timeout_ms);
 		else
 			arm(r, 1000);
@@ -572,7 +565,7 @@ static void count_reply(struct aredis *r, const redisReply *reply)
 	if (reply) {
 		if (r->inflight > 0)
 			r->inflight--;
-		r->progress_ms = now_ms();
+		r->progress_ms = monotonic_ms();
 		if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
 			drop_later(r, "the script cache was flushed (NOSCRIPT): reloading");
 	} else {
@@ -640,7 +633,7 @@ static bool send_formatted(struct aredis *r, const char *cmd, size_t len, aredis
 		return false;
 	}
 	if (r->inflight++ == 0)
-		r->progress_ms = now_ms();
+		r->progress_ms = monotonic_ms();
 	return true;
 }
 

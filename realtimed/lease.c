@@ -57,13 +57,6 @@ struct lease_req {
 	int64_t sent_ms;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void arm(struct lease *l, int ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -87,7 +80,7 @@ static int next_ms(const struct lease *l)
 {
 	int64_t next = step_ms(l);
 	if (l->state == LEASE_HELD) {
-		int64_t guard = l->confirmed_ms + guard_ms(l) + 1 - now_ms();
+		int64_t guard = l->confirmed_ms + guard_ms(l) + 1 - monotonic_ms();
 		if (guard < next)
 			next = guard > 1 ? guard : 1;
 	}
@@ -103,7 +96,7 @@ static void new_token(struct lease *l)
 	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
 		/* no entropy source: time, pid, address and a count still differ */
 		uint64_t a = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-		uint64_t b = (uint64_t)(uintptr_t)l ^ (uint64_t)now_ms() ^ (l->acquisitions << 48);
+		uint64_t b = (uint64_t)(uintptr_t)l ^ (uint64_t)monotonic_ms() ^ (l->acquisitions << 48);
 		memcpy(raw, &a, 8);
 		memcpy(raw + 8, &b, 8);
 	}
@@ -149,7 +142,7 @@ static struct lease_req *req_new(struct lease *l)
 {
 	struct lease_req *q = malloc(sizeof(*q));
 	if (q)
-		*q = (struct lease_req){l, l->generation, now_ms()};
+		*q = (struct lease_req){l, l->generation, monotonic_ms()};
 	return q;
 }
 
@@ -191,7 +184,7 @@ static void on_renew_reply(void *arg, const redisReply *reply)
 
 static void try_now(struct lease *l)
 {
-	if (l->state == LEASE_HELD && now_ms() - l->confirmed_ms > guard_ms(l)) {
+	if (l->state == LEASE_HELD && monotonic_ms() - l->confirmed_ms > guard_ms(l)) {
 		set_state(l, LEASE_STANDBY, "no renewal confirmed within the lease period");
 		/* fall through: try to take it again at once */
 	}
@@ -316,7 +309,7 @@ void lease_release(struct lease *l, void (*done)(void *ctx), void *ctx)
 
 int64_t lease_stamp(const struct lease *l)
 {
-	return now_ms();
+	return monotonic_ms();
 }
 
 void lease_extended(struct lease *l, int64_t stamp)
