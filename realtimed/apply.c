@@ -199,15 +199,18 @@ static void run_begin(struct apply *a, const char *stat_id)
 }
 
 /* The counts include every write of the run (table_store): a later run of
- * the same station in this batch writes them again. */
+ * the same station in this batch writes them again. A run stored at least
+ * one charger, so the station has one to count (len > 0). */
 static void run_end(struct apply *a, uint32_t station)
 {
-	char value[48];
-	const char *stat_id;
-	int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
-	if (len > 0 && table_av_claim(a->table, station)) {
-		rcmd_adds(&a->cmd, RKEYS_AVAIL_FIELD);
-		rcmd_add(&a->cmd, value, (size_t)len);
+	if (table_av_claim(a->table, station)) {
+		char value[48];
+		const char *stat_id;
+		int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
+		if (len > 0) {
+			rcmd_adds(&a->cmd, RKEYS_AVAIL_FIELD);
+			rcmd_add(&a->cmd, value, (size_t)len);
+		}
 	}
 	rpipe_add(&a->block, &a->cmd);
 }
