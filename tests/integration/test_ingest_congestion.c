@@ -1,6 +1,6 @@
 /* ingestd congestion against real PostgreSQL and a private Redis.
  *
- * Each test fills its own Redis with 10,000 chargers whose counters follow
+ * Each test fills its own Redis with up to 10,000 chargers whose counters follow
  * a formula of the charger, the slot and a seed, written the two ways
  * realtimed's layout allows (rkeys.h): SET of the whole 760-byte value, or
  * SET of zeros then BITFIELD SET u12/u32 per field; every 11th charger
@@ -30,7 +30,13 @@
 #include "rds.h"
 #include "rkeys.h"
 
-#define CHARGERS    test_size(10000)
+/* The issue's 10,000 chargers (a quarter under sanitizers: test_size) for
+ * rows_equal_redis_counters and the concurrent run, whose first run must
+ * last; the kill, SIGTERM and restore tests need more rows than a kill
+ * point's target (200,000), not that size: 2,500 chargers (420,000 rows) in
+ * both passes. */
+#define CHARGERS       test_size(10000)
+#define FAULT_CHARGERS 2500L
 #define SLOTS	    RKEYS_CONGESTION_SLOTS
 #define VALUE_BYTES RKEYS_CONGESTION_VALUE_BYTES
 
@@ -654,7 +660,7 @@ static void assert_previous(const struct env *e, long snapshot, const char *want
 START_TEST(kill9_keeps_previous_snapshot)
 {
 	struct env e;
-	env_start(&e, CHARGERS);
+	env_start(&e, FAULT_CHARGERS);
 	fill(&e, 1);
 	snapshot_ok(&e, NULL);
 	check_rows(&e, 1);
@@ -707,7 +713,7 @@ END_TEST
 START_TEST(sigterm_rolls_back)
 {
 	struct env e;
-	env_start(&e, CHARGERS);
+	env_start(&e, FAULT_CHARGERS);
 	fill(&e, 1);
 	snapshot_ok(&e, NULL);
 	char *before = digest(&e);
@@ -895,7 +901,7 @@ END_TEST
 START_TEST(restore_round_trip_exact)
 {
 	struct env e;
-	env_start(&e, CHARGERS);
+	env_start(&e, FAULT_CHARGERS);
 	char *out = NULL;
 	/* nothing to restore yet */
 	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 66);
@@ -908,20 +914,20 @@ START_TEST(restore_round_trip_exact)
 	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
 	char want[200];
 	snprintf(want, sizeof(want), "%ld chargers (%ld rows), %ld counters written, 0 existing kept",
-		 CHARGERS, CHARGERS * SLOTS, CHARGERS);
+		 FAULT_CHARGERS, FAULT_CHARGERS * SLOTS, FAULT_CHARGERS);
 	assert_contains(out, want);
 	free(out);
 	long first = -1;
 	long differ = redis_differs(&e, 3, true, &first);
 	ck_assert_msg(differ == 0, "%ld counters differ, first charger %ld", differ, first);
-	ck_assert_int_eq(dbsize(&e), CHARGERS);
+	ck_assert_int_eq(dbsize(&e), FAULT_CHARGERS);
 
 	/* a counter that exists is left alone... */
 	char key[RKEYS_KEY_MAX];
 	rkeys_congestion(key, sizeof(key), e.ids.stat[5], e.ids.chger[5]);
 	redis_cmd(e.r, 6, (const char *[]){"BITFIELD", key, "INCRBY", "u12", "#0", "1"}, NULL);
 	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 0);
-	snprintf(want, sizeof(want), "0 counters written, %ld existing kept", CHARGERS);
+	snprintf(want, sizeof(want), "0 counters written, %ld existing kept", FAULT_CHARGERS);
 	assert_contains(out, want);
 	free(out);
 	ck_assert_int_eq(redis_differs(&e, 3, true, &first), 1);
