@@ -21,13 +21,16 @@ PKGS := libevent libevent_pthreads libpq libcurl yajl hiredis libsystemd zlib
 TEST_PKGS := check
 
 # Debian packages behind the pkg-config names above, plus the servers and
-# tools the tests, `make run` and `make bench` start.
+# tools the tests, `make run` and `make bench` start. llvm: llvm-symbolizer,
+# which names the functions in a fuzzer's or clang sanitizer's report;
+# fonts-liberation: a font for the headless Chromium of the /docs test.
 DEB_BUILD := build-essential pkg-config libevent-dev libpq-dev libcurl4-openssl-dev \
-	libyajl-dev libhiredis-dev libsystemd-dev zlib1g-dev check clang-format clang libclang-rt-14-dev
+	libyajl-dev libhiredis-dev libsystemd-dev zlib1g-dev check clang-format clang libclang-rt-14-dev \
+	llvm
 DEB_RUN := postgresql-15 postgresql-client-15 redis-server redis-tools curl procps \
 	wrk nginx-light
 # The /docs page's test drives Debian's Chromium through chromedriver, from node.
-DEB_TEST := chromium chromium-driver
+DEB_TEST := chromium chromium-driver fonts-liberation
 DEB_ALL := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 
 WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
@@ -89,7 +92,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-paramet
 docs: all
 	docs/gen-config.sh
 
-.PHONY: fuzz-build docs all test test-unit test-integration run deps install clean format format-check bench fuzz help-config
+.PHONY: fuzz-build docs all test test-unit test-integration run deps deps-build install clean format format-check bench fuzz help-config
 all: $(LIBCOMMON) $(ROLE_BINS) $(BIN)/upstream-sim
 
 # Rebuild everything when the effective flags change (SAN=1 <-> plain).
@@ -208,13 +211,27 @@ run: all
 
 # npm (the build installs the /docs page's Swagger UI with it) comes with the
 # machine's node when that is NodeSource's; else Debian's npm (and nodejs).
-deps:
-	@missing=$$(for p in $(DEB_ALL); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+# `deps` installs every package above; `deps-build` the build's alone (CI
+# installs the rest while it compiles). Without recommended packages: on a
+# fresh machine they doubled the install (llvm-14-dev alone is 272 MB),
+# and nothing here uses them; dpkg without fsync (a failed install is run
+# again, not recovered). The package lists are fetched again when older
+# than an hour.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	-o Dpkg::Options::=--force-unsafe-io
+define apt_deps
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing: $$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		echo "installing:" $$missing; \
+		{ [ -n "$$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null)" ] || \
+			apt-get update -qq; } && $(APT_INSTALL) $$missing; \
 	else echo "deps: all present"; fi
+endef
+deps:
+	$(call apt_deps,$(DEB_ALL))
+deps-build:
+	$(call apt_deps,$(DEB_BUILD))
 
 # Units go where systemd looks for a /usr/local install; @PREFIX@ in them
 # becomes the real prefix. Example settings land beside the real ones
