@@ -163,6 +163,11 @@ fi
 
 if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	mkdir -p "$TMPROOT/stores"
+	# one initdb per run (a nested run, test_harness's, copies its caller's)
+	if [ ! -f "${STORES_PG_TEMPLATE:-}/PG_VERSION" ]; then
+		STORES_PG_TEMPLATE=$("$ROOT/tests/harness/stores.sh" pg-template "$TMPROOT/pg-template") || exit 1
+		export STORES_PG_TEMPLATE
+	fi
 	TEST_PG_URL=$("$ROOT/tests/harness/stores.sh" pg-start "$TMPROOT/stores") || exit 1
 	TEST_REDIS_URL=$("$ROOT/tests/harness/stores.sh" redis-start "$TMPROOT/stores") || exit 1
 	export TEST_PG_URL TEST_REDIS_URL

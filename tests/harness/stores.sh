@@ -4,7 +4,9 @@
 # tests/run.sh (the shared pair), by itest.c (private instances for restart and
 # kill tests) and by deploy/dev/run-local.sh (make run).
 #
-#   stores.sh pg-start DIR [PORT]       initdb if DIR/pg is empty, start; prints the URL
+#   stores.sh pg-start DIR [PORT]       initdb (or copy STORES_PG_TEMPLATE) if DIR/pg
+#                                       is empty, start; prints the URL
+#   stores.sh pg-template DIR           initdb a cluster to copy; prints its data dir
 #   stores.sh redis-start DIR [PORT] [PASSWORD]   start; prints the URL
 #   stores.sh pg-stop|pg-kill DIR       clean stop | SIGKILL
 #   stores.sh redis-stop|redis-kill DIR
@@ -37,20 +39,44 @@ as_pg() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-pg_start() {
-	local dir=$1 port=${2:-0}
-	[ -x "$PGBIN/postgres" ] || die "PostgreSQL server binaries not found (install postgresql-15; run make deps)"
+# A new cluster in DIR/pg/data: a copy of STORES_PG_TEMPLATE when that names
+# one (tests/run.sh makes it once per run with pg-template: initdb costs
+# about 2 CPU seconds, and a run starts several private servers), else initdb.
+pg_init() {
+	local dir=$1 template=${STORES_PG_TEMPLATE:-}
+	if [ -n "$template" ] && [ -f "$template/PG_VERSION" ]; then
+		as_pg cp -a "$template" "$dir/pg/data" && return 0
+		rm -rf "$dir/pg/data"
+	fi
+	as_pg "$PGBIN/initdb" -D "$dir/pg/data" -U postgres --auth=trust -E UTF8 \
+		--locale=C.UTF-8 --no-sync >"$dir/pg/initdb.log" 2>&1 ||
+		{ cat "$dir/pg/initdb.log" >&2; die "initdb failed"; }
+}
+
+# A cluster never started, for STORES_PG_TEMPLATE; prints its data dir.
+pg_template() {
+	local dir=$1
+	[ -x "$PGBIN/initdb" ] || die "PostgreSQL server binaries not found (install postgresql-15; run make deps)"
+	pg_own_dir "$dir"
+	STORES_PG_TEMPLATE= pg_init "$dir"
+	echo "$dir/pg/data"
+}
+
+pg_own_dir() {
+	local dir=$1
 	mkdir -p "$dir/pg"
 	if [ "$(id -u)" = 0 ]; then
 		id postgres >/dev/null 2>&1 || die "user postgres missing (install postgresql-15)"
 		chown postgres "$dir" "$dir/pg"
 		chmod 0755 "$dir"
 	fi
-	if [ ! -f "$dir/pg/data/PG_VERSION" ]; then
-		as_pg "$PGBIN/initdb" -D "$dir/pg/data" -U postgres --auth=trust -E UTF8 \
-			--locale=C.UTF-8 --no-sync >"$dir/pg/initdb.log" 2>&1 ||
-			{ cat "$dir/pg/initdb.log" >&2; die "initdb failed"; }
-	fi
+}
+
+pg_start() {
+	local dir=$1 port=${2:-0}
+	[ -x "$PGBIN/postgres" ] || die "PostgreSQL server binaries not found (install postgresql-15; run make deps)"
+	pg_own_dir "$dir"
+	[ -f "$dir/pg/data/PG_VERSION" ] || pg_init "$dir"
 	[ "$port" != 0 ] || port=$(cat "$dir/pg/port" 2>/dev/null || free_port)
 	echo "$port" >"$dir/pg/port"
 	as_pg "$PGBIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 \
@@ -129,9 +155,10 @@ start_on_free_port() {
 cmd=${1:-}; dir=${2:-}
 # A port for a server of a benchmark's own (nginx), from the same range.
 [ "$cmd" = free-port ] && { free_port; exit 0; }
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stores.sh free-port | pg-start|redis-start|pg-stop|pg-kill|redis-stop|redis-kill|stop DIR [PORT] [PASSWORD]"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: stores.sh free-port | pg-start|pg-template|redis-start|pg-stop|pg-kill|redis-stop|redis-kill|stop DIR [PORT] [PASSWORD]"
 case "$cmd" in
 pg-start) start_on_free_port pg_start pg "$dir" "${3:-0}" ;;
+pg-template) pg_template "$dir" ;;
 redis-start) start_on_free_port redis_start redis "$dir" "${3:-0}" "${4:-}" ;;
 pg-stop) pg_stop "$dir" fast ;;
 pg-kill) pg_stop "$dir" kill ;;
