@@ -120,13 +120,8 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 
 void buf_put_uint(struct buf *b, uint64_t v)
 {
-	char tmp[24];
-	char *p = tmp + sizeof(tmp);
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+	char digits[20];
+	buf_append(b, digits, dec_uint(digits, v));
 }
 
 void buf_put_int(struct buf *b, int64_t v)

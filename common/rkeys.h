@@ -93,6 +93,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base.h"
+
 #define RKEYS_PREFIX "ev:"
 #define RKEYS_STATION_PREFIX "ev:st:"
 /* A station hash's fields that are not a charger's start with this (a
@@ -214,9 +216,32 @@ static inline void rkeys_congestion_last_sample_put(void *value, uint32_t second
  * ':' + chgerId. Callers use a char[RKEYS_KEY_MAX]. */
 #define RKEYS_KEY_MAX 96
 
+/* text[0..len) at out as snprintf would put it: cut to fit outlen,
+ * terminated; returns len. */
+static inline int rkeys_put(char *out, size_t outlen, const char *text, size_t len)
+{
+	if (outlen > 0) {
+		size_t fit = len < outlen ? len : outlen - 1;
+		memcpy(out, text, fit);
+		out[fit] = '\0';
+	}
+	return (int)len;
+}
+
+/* (The key and the status value are written for every charger of a sweep:
+ * by hand, not with snprintf.) */
 static inline int rkeys_station(char *out, size_t outlen, const char *stat_id)
 {
-	return snprintf(out, outlen, RKEYS_STATION_PREFIX "%s", stat_id);
+	size_t prefix = sizeof(RKEYS_STATION_PREFIX) - 1, id = strlen(stat_id);
+	if (outlen > 0) {
+		size_t room = outlen - 1;
+		size_t a = prefix < room ? prefix : room;
+		size_t b = id < room - a ? id : room - a;
+		memcpy(out, RKEYS_STATION_PREFIX, a);
+		memcpy(out + a, stat_id, b);
+		out[a + b] = '\0';
+	}
+	return (int)(prefix + id);
 }
 
 static inline int rkeys_congestion(char *out, size_t outlen, const char *stat_id,
@@ -242,8 +267,18 @@ static inline bool rkeys_is_charger_field(const char *field)
 static inline int rkeys_status_format(char *out, size_t outlen, int stat, int64_t updated_unix,
 				      bool quick)
 {
-	return snprintf(out, outlen, "%d:%lld%s", stat, (long long)updated_unix,
-			quick ? RKEYS_QUICK_SUFFIX : "");
+	if (stat < 0 || updated_unix < 0)
+		return snprintf(out, outlen, "%d:%lld%s", stat, (long long)updated_unix,
+				quick ? RKEYS_QUICK_SUFFIX : "");
+	char value[48];
+	size_t n = dec_uint(value, (uint64_t)stat);
+	value[n++] = ':';
+	n += dec_uint(value + n, (uint64_t)updated_unix);
+	if (quick) {
+		memcpy(value + n, RKEYS_QUICK_SUFFIX, sizeof(RKEYS_QUICK_SUFFIX) - 1);
+		n += sizeof(RKEYS_QUICK_SUFFIX) - 1;
+	}
+	return rkeys_put(out, outlen, value, n);
 }
 
 /* Parses a charger's value; quick (may be NULL) gets the ":q" flag. */

@@ -130,14 +130,7 @@ uint64_t cgvalue_out_of_service_total(const struct cgvalue *v)
 
 size_t cgvalue_u16_text(uint16_t n, char *out)
 {
-	char digits[5];
-	size_t count = 0;
-	do {
-		digits[count++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n);
-	for (size_t i = 0; i < count; i++)
-		out[i] = digits[count - 1 - i];
+	size_t count = dec_uint(out, n);
 	out[count] = '\0';
 	return count;
 }

@@ -196,8 +196,17 @@ static int stations_format(const struct stations *s, uint32_t station, char *out
 	const struct station *st = &s->list[station];
 	if (st->total == 0)
 		return 0;
-	int len = snprintf(out, outlen, "%u:%u:%u", st->standby, st->total, st->quick);
-	return len > 0 && (size_t)len < outlen ? len : 0;
+	char value[64];
+	size_t n = dec_uint(value, st->standby);
+	value[n++] = ':';
+	n += dec_uint(value + n, st->total);
+	value[n++] = ':';
+	n += dec_uint(value + n, st->quick);
+	if (n >= outlen)
+		return 0;
+	memcpy(out, value, n);
+	out[n] = '\0';
+	return (int)n;
 }
 
 static void stations_check(struct stations *s, uint32_t station, const char *stored)

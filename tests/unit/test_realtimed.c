@@ -210,6 +210,27 @@ START_TEST(rkeys_status_values)
 		ck_assert_msg(!rkeys_status_parse(bad[k], &stat, &when, &quick), "%s", bad[k]);
 	ck_assert(rkeys_is_charger_field("01"));
 	ck_assert(!rkeys_is_charger_field(RKEYS_AVAIL_FIELD));
+	/* written by hand, as snprintf would: the whole length, a cut copy */
+	ck_assert_int_eq(rkeys_status_format(v, sizeof(v), 0, 0, false), 3);
+	ck_assert_str_eq(v, "0:0");
+	ck_assert_int_eq(rkeys_status_format(v, sizeof(v), 7, INT64_MAX, true), 23);
+	ck_assert_str_eq(v, "7:9223372036854775807:q");
+	ck_assert_int_eq(rkeys_status_format(v, 5, 2, 1732500000, true), 14);
+	ck_assert_str_eq(v, "2:17");
+	rkeys_status_format(v, sizeof(v), 2, -5, false); /* before 1970: still read back */
+	ck_assert(rkeys_status_parse(v, &stat, &when, &quick) && when == -5);
+	char key[RKEYS_KEY_MAX];
+	ck_assert_int_eq(rkeys_station(key, sizeof(key), "ME000001"), 14);
+	ck_assert_str_eq(key, RKEYS_STATION_PREFIX "ME000001");
+	ck_assert_int_eq(rkeys_station(key, 9, "ME000001"), 14);
+	ck_assert_str_eq(key, "ev:st:ME");
+	ck_assert_int_eq(rkeys_station(key, 4, "ME000001"), 14);
+	ck_assert_str_eq(key, "ev:");
+	char digits[20];
+	ck_assert_uint_eq(dec_uint(digits, UINT64_MAX), 20);
+	ck_assert(memcmp(digits, "18446744073709551615", 20) == 0);
+	ck_assert_uint_eq(dec_uint(digits, 0), 1);
+	ck_assert_int_eq(digits[0], '0');
 }
 END_TEST
 
