@@ -92,7 +92,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-paramet
 docs: all
 	docs/gen-config.sh
 
-.PHONY: fuzz-build docs all test test-unit test-integration run deps deps-build install clean format format-check bench fuzz help-config
+.PHONY: fuzz-build docs all test test-unit test-integration run deps deps-build deps-run install clean format format-check bench fuzz help-config
 all: $(LIBCOMMON) $(ROLE_BINS) $(BIN)/upstream-sim
 
 # Rebuild everything when the effective flags change (SAN=1 <-> plain).
@@ -211,8 +211,9 @@ run: all
 
 # npm (the build installs the /docs page's Swagger UI with it) comes with the
 # machine's node when that is NodeSource's; else Debian's npm (and nodejs).
-# `deps` installs every package above; `deps-build` the build's alone (CI
-# installs the rest while it compiles). Without recommended packages: on a
+# `deps` installs every package above; `deps-build` the build's alone,
+# `deps-run` those and the servers' (CI installs the servers while it
+# compiles, then Chromium while the tests run). Without recommended packages: on a
 # fresh machine they doubled the install (llvm-14-dev alone is 272 MB),
 # and nothing here uses them; dpkg without fsync (a failed install is run
 # again, not recovered). The package lists are fetched again when older
@@ -232,6 +233,8 @@ deps:
 	$(call apt_deps,$(DEB_ALL))
 deps-build:
 	$(call apt_deps,$(DEB_BUILD))
+deps-run:
+	$(call apt_deps,$(DEB_BUILD) $(DEB_RUN))
 
 # Units go where systemd looks for a /usr/local install; @PREFIX@ in them
 # becomes the real prefix. Example settings land beside the real ones
