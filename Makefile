@@ -28,7 +28,7 @@ DEB_BUILD := build-essential pkg-config libevent-dev libpq-dev libcurl4-openssl-
 	libyajl-dev libhiredis-dev libsystemd-dev zlib1g-dev check clang-format clang libclang-rt-14-dev \
 	llvm
 DEB_RUN := postgresql-15 postgresql-client-15 redis-server redis-tools curl procps \
-	wrk nginx-light
+	wrk nginx-light bc
 # The /docs page's test drives Debian's Chromium through chromedriver, from node.
 DEB_TEST := chromium chromium-driver fonts-liberation
 DEB_ALL := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
