@@ -200,14 +200,15 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	# TEST_DEFER=FILE:name,name (CI: Chromium installs while the tests run)
 	# starts those binaries last, once FILE exists (or after 20 min: then
 	# they report what they miss).
-	defer_file=${TEST_DEFER%%:*} deferred=" ${TEST_DEFER#*:} "
+	defer=${TEST_DEFER:-}
+	defer_file=${defer%%:*} deferred=" ${defer#*:} "
 	deferred=${deferred//,/ }
 	for bin in "$B"/integration/test_*; do
 		[[ " $slow " == *" $(basename "$bin"):"* ]] && continue
-		[ -n "${TEST_DEFER:-}" ] && [[ $deferred == *" $(basename "$bin") "* ]] && continue
+		[ -n "$defer" ] && [[ $deferred == *" $(basename "$bin") "* ]] && continue
 		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_integration "$bin"
 	done
-	if [ -n "${TEST_DEFER:-}" ]; then
+	if [ -n "$defer" ]; then
 		waited=0
 		while [ ! -e "$defer_file" ] && [ $waited -lt 1200 ]; do sleep 1; waited=$((waited + 1)); done
 		for name in $deferred; do
