@@ -22,7 +22,7 @@
 /* Entries per XREAD; fewer in a reply means the stream was read to its end. */
 #define READ_COUNT	1000
 #define READ_COUNT_TEXT "1000"
-/* Stations per pipelined batch of HGETALLs. */
+/* Stations per pipelined batch of GETs. */
 #define LOAD_BATCH 1000
 /* Reconnect backoff: 250 ms doubling to 5 s. */
 #define RETRY_FIRST_MS 250
@@ -46,7 +46,7 @@ struct live {
 	struct snap *cur; /* the snapshot kept current; owned reference */
 	struct rds *redis;
 	bool need_sync;			     /* connected: the feed's history or gap check first */
-	bool need_load;			     /* every station's hash into cur */
+	bool need_load;			     /* every station's value into cur */
 	char stream_id[FEED_STREAM_ID_MAX];  /* the last entry read (or seen before a load) */
 	struct feed_entry *batch;	     /* READ_COUNT: one XREAD's entries, parsed */
 	int64_t retry_ms;
@@ -107,20 +107,15 @@ static void wait_ms(struct live *l, int64_t ms)
 
 /* ---- applying ---- */
 
-/* "2:1732500000" (rkeys.h) for one charger of station st; the station's
- * other fields (its availability) are not a charger's. */
-static bool apply_field(struct live *l, struct snap *s, uint32_t st, const char *chger_id,
-			const char *value)
+/* One charger of station st's value (rkeys.h). */
+static bool apply_charger(struct snap *s, uint32_t st, const struct rkeys_charger *charger)
 {
-	int stat;
-	int64_t when;
-	if (!rkeys_is_charger_field(chger_id) || !rkeys_status_parse(value, &stat, &when, NULL))
-		return false;
 	const struct snap_station *station = &s->stations[st];
 	for (uint32_t i = 0; i < station->charger_count; i++) {
 		uint32_t c = station->first_charger + i;
-		if (strcmp(snap_text(s, s->chargers[c].id), chger_id) == 0)
-			return snap_live_apply(s, c, stat, when);
+		const char *id = snap_text(s, s->chargers[c].id);
+		if (strlen(id) == charger->id_len && memcmp(id, charger->id, charger->id_len) == 0)
+			return snap_live_apply(s, c, charger->stat, charger->updated);
 	}
 	return false; /* a charger the master data does not know (yet) */
 }
@@ -132,20 +127,24 @@ struct load_batch {
 	size_t applied;
 };
 
-static void on_hash(void *arg, size_t index, const redisReply *reply)
+/* A station's value; nil (none), another type (an older layout, until
+ * realtimed rewrites it) and what is malformed from there on are skipped. */
+static void on_value(void *arg, size_t index, const redisReply *reply)
 {
 	struct load_batch *batch = arg;
-	if (reply->type != REDIS_REPLY_ARRAY)
+	if (reply->type != REDIS_REPLY_STRING)
 		return;
-	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-		const redisReply *k = reply->element[i], *v = reply->element[i + 1];
-		if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
-		    apply_field(batch->l, batch->snap, batch->stations[index], k->str, v->str))
+	struct rkeys_avail av;
+	struct rkeys_charger charger;
+	size_t at;
+	if (!rkeys_live_head(reply->str, reply->len, &av, &at))
+		return;
+	while (rkeys_live_next(reply->str, reply->len, &at, &charger) == 1)
+		if (apply_charger(batch->snap, batch->stations[index], &charger))
 			batch->applied++;
-	}
 }
 
-/* HGETALL ev:st:{id} for the given stations (all when list is NULL). */
+/* GET ev:st:{id} for the given stations (all when list is NULL). */
 static bool load_stations(struct live *l, struct snap *s, const uint32_t *list, size_t n,
 			  size_t *applied)
 {
@@ -159,7 +158,7 @@ static bool load_stations(struct live *l, struct snap *s, const uint32_t *list, 
 			batch_ids[k] = st;
 			char key[RKEYS_KEY_MAX];
 			rkeys_station(key, sizeof(key), snap_text(s, s->stations[st].id));
-			const char *argv[] = {"HGETALL", key};
+			const char *argv[] = {"GET", key};
 			if (!rds_append(l->redis, 2, argv, NULL)) {
 				failure(l, "load", "cannot queue a command");
 				return false;
@@ -167,7 +166,7 @@ static bool load_stations(struct live *l, struct snap *s, const uint32_t *list, 
 		}
 		struct load_batch batch = {l, s, batch_ids, 0};
 		char err[256];
-		enum rds_status st = rds_flush(l->redis, on_hash, &batch, NULL, err, sizeof(err));
+		enum rds_status st = rds_flush(l->redis, on_value, &batch, NULL, err, sizeof(err));
 		if (st == RDS_IO_ERROR) {
 			failure(l, "load", err);
 			return false;
@@ -227,7 +226,7 @@ static bool sync_stream(struct live *l)
 	return true;
 }
 
-/* Every station's hash into cur, after the position was taken. */
+/* Every station's value into cur, after the position was taken. */
 static bool load_all(struct live *l)
 {
 	size_t applied = 0;

@@ -3,7 +3,7 @@
  * Owns a thread with a blocking hiredis connection (rds.h). At connect: the
  * change feed's history (feed.h: the last entries the first time, a gap
  * check after a reconnect) gives the stream position, then a full load of
- * every station's ev:st hash (pipelined), then XREAD BLOCK from that
+ * every station's ev:st value (pipelined GETs), then XREAD BLOCK from that
  * position, so a change written during the load is applied again rather
  * than missed (applying is idempotent: newer times win). Every entry read
  * goes both to the live state and to the change feed's ring, so the two

@@ -3,31 +3,32 @@
  * spells a key. Every key starts with "ev:" so one Redis can be shared and
  * an operator can SCAN MATCH ev:* safely.
  *
- *   ev:st:{statId}          HASH  the station's live state, one key per
- *                                 station (a re-apply into an empty Redis
- *                                 costs it half the CPU of three keys):
- *                                 - one field per charger: field chgerId,
- *                                 value "<stat>:<statUpdDt>[:q]" (status
- *                                 code 1..9, update time as Unix seconds
- *                                 UTC, ":q" when the charger is quick:
- *                                 output >= MODEL_QUICK_KW, from
- *                                 getChargerInfo), e.g. "2:1732500000:q". A
- *                                 status is written only when its time is
- *                                 newer than the stored one (the writer
- *                                 compares).
- *                                 - field "_av" (RKEYS_AVAIL_FIELD; a
- *                                 chgerId is alphanumeric, so never "_..."):
- *                                 "<standby>:<total>:<quick_standby>", the
- *                                 station's availability, rewritten with the
- *                                 chargers' fields in the same transaction.
- *                                 A hash with no charger left is deleted.
- *                                 Layout 1 kept the quick flag in a SET
- *                                 ev:qk:{statId} and the availability in a
- *                                 STRING ev:av:{statId}; realtimed deletes
- *                                 those (prune.c) after its next complete
- *                                 sweep, which also writes the ":q" flags
- *                                 (until then a layout-1 value reads as not
- *                                 quick).
+ *   ev:st:{statId}          STRING the station's live state, one key per
+ *                                 station, layout 3 (written with MSET, one
+ *                                 per block of stations: a string costs
+ *                                 Redis about 40% less to create and
+ *                                 replace than a hash of the same fields):
+ *                                 "<standby>:<total>:<quick_standby>", then
+ *                                 per charger " <chgerId>=<stat>:<statUpdDt>[:q]"
+ *                                 (status code 0..99, update time as Unix
+ *                                 seconds UTC, ":q" when the charger is
+ *                                 quick: output >= MODEL_QUICK_KW, from
+ *                                 getChargerInfo), e.g.
+ *                                 "1:2:0 01=2:1732500000:q 02=3:1732499000".
+ *                                 A chgerId is ASCII letters and digits
+ *                                 (record.c), so ' ' and '=' never occur in
+ *                                 one. realtimed rewrites the whole value
+ *                                 from its memory (it is the only writer,
+ *                                 fenced); a status only when newer. A
+ *                                 station with no charger left is deleted.
+ *                                 Layout 2 kept a HASH here (a field per
+ *                                 charger, "_av" the availability) and
+ *                                 layout 1 also ev:av:{statId} and
+ *                                 ev:qk:{statId}: realtimed sweeps when the
+ *                                 heartbeat's "layout" is not
+ *                                 RKEYS_LIVE_LAYOUT, and after that sweep
+ *                                 deletes what is left of those (prune.c).
+ *                                 Readers take a non-string key as absent.
  *   ev:changes              STREAM one entry per applied change, fields
  *                                 s=statId c=chgerId st=stat t=statUpdDt
  *                                 (Unix s); XADD MAXLEN ~ RKEYS_CHANGES_MAXLEN.
@@ -49,7 +50,10 @@
  *                                 samples (samples finished, ever),
  *                                 restored_ms (Unix ms: realtimed seeded the
  *                                 counters from the latest PostgreSQL
- *                                 snapshot, or found none, in this Redis).
+ *                                 snapshot, or found none, in this Redis),
+ *                                 layout (RKEYS_LIVE_LAYOUT, written with
+ *                                 sweep_ok_ms: the station keys are of
+ *                                 this layout).
  *   ev:lease                STRING the active realtimed's random token, SET NX
  *                                 PX; every write batch checks it first.
  *   ev:fenced               STRING counter: write batches refused because the
@@ -97,11 +101,9 @@
 
 #define RKEYS_PREFIX "ev:"
 #define RKEYS_STATION_PREFIX "ev:st:"
-/* A station hash's fields that are not a charger's start with this (a
- * chgerId is alphanumeric); its availability field; a quick charger's
- * value suffix. */
-#define RKEYS_RESERVED_PREFIX "_"
-#define RKEYS_AVAIL_FIELD RKEYS_RESERVED_PREFIX "av"
+/* The station keys' layout, as the heartbeat's "layout" field names it. */
+#define RKEYS_LIVE_LAYOUT "3"
+/* A quick charger's status suffix. */
 #define RKEYS_QUICK_SUFFIX ":q"
 /* Layout 1's per-station keys, only deleted now (prune.c). */
 #define RKEYS_LEGACY_AVAIL_PREFIX "ev:av:"
@@ -256,13 +258,6 @@ static inline int rkeys_congestion_slot(int weekday, int hour)
 	return weekday * 24 + hour;
 }
 
-/* Is a station hash's field a charger's (not RKEYS_AVAIL_FIELD or another
- * reserved "_" field)? */
-static inline bool rkeys_is_charger_field(const char *field)
-{
-	return field[0] != RKEYS_RESERVED_PREFIX[0];
-}
-
 /* A charger's live status value: "<stat>:<unix seconds>[:q]". */
 static inline int rkeys_status_format(char *out, size_t outlen, int stat, int64_t updated_unix,
 				      bool quick)
@@ -281,30 +276,136 @@ static inline int rkeys_status_format(char *out, size_t outlen, int stat, int64_
 	return rkeys_put(out, outlen, value, n);
 }
 
-/* Parses a charger's value; quick (may be NULL) gets the ":q" flag. */
-static inline bool rkeys_status_parse(const char *text, int *stat, int64_t *updated_unix,
-				      bool *quick)
+/* ---- a station's value (layout 3) ---- */
+
+/* A station's counts: the value's head. */
+struct rkeys_avail {
+	int standby, total, quick_standby;
+};
+
+/* One charger of a station's value; id points into the value. */
+struct rkeys_charger {
+	const char *id;
+	size_t id_len;
+	int stat;
+	int64_t updated;
+	bool quick;
+};
+
+/* Room the writers below need at out. */
+#define RKEYS_LIVE_HEAD_MAX 40
+#define RKEYS_LIVE_CHARGER_MAX (2 + 64 + 48)
+
+/* A non-negative decimal in v[*at..len), at most 18 digits; *at moves past it. */
+static inline bool rkeys_dec_scan(const char *v, size_t len, size_t *at, int64_t *out)
 {
-	char *end = NULL;
-	long code = strtol(text, &end, 10);
-	if (end == text || *end != ':' || code < 0 || code > 99)
+	size_t i = *at;
+	int64_t n = 0;
+	while (i < len && i - *at < 18 && v[i] >= '0' && v[i] <= '9')
+		n = n * 10 + (v[i++] - '0');
+	if (i == *at || (i < len && v[i] >= '0' && v[i] <= '9'))
 		return false;
-	const char *rest = end + 1;
-	long long when = strtoll(rest, &end, 10);
-	bool is_quick = *end && strcmp(end, RKEYS_QUICK_SUFFIX) == 0;
-	if (end == rest || (*end && !is_quick))
-		return false;
-	*stat = (int)code;
-	*updated_unix = when;
-	if (quick)
-		*quick = is_quick;
+	*at = i;
+	*out = n;
 	return true;
 }
 
-/* Availability value: "<standby>:<total>:<quick_standby>". */
-static inline bool rkeys_avail_parse(const char *text, int *standby, int *total, int *quick_standby)
+/* "<standby>:<total>:<quick_standby>" at out (RKEYS_LIVE_HEAD_MAX); its length. */
+static inline size_t rkeys_live_head_put(char *out, unsigned standby, unsigned total,
+					 unsigned quick_standby)
 {
-	return sscanf(text, "%d:%d:%d", standby, total, quick_standby) == 3;
+	size_t n = dec_uint(out, standby);
+	out[n++] = ':';
+	n += dec_uint(out + n, total);
+	out[n++] = ':';
+	n += dec_uint(out + n, quick_standby);
+	return n;
+}
+
+/* " <chgerId>=<stat>:<updated>[:q]" at out (RKEYS_LIVE_CHARGER_MAX; an id
+ * longer than 64 bytes is cut); its length. */
+static inline size_t rkeys_live_charger_put(char *out, const char *id, size_t id_len, int stat,
+					    int64_t updated, bool quick)
+{
+	size_t n = 0;
+	out[n++] = ' ';
+	if (id_len > 64)
+		id_len = 64;
+	memcpy(out + n, id, id_len);
+	n += id_len;
+	out[n++] = '=';
+	n += (size_t)rkeys_status_format(out + n, 48, stat, updated, quick);
+	return n;
+}
+
+/* The head of a station's value: its counts; *at moves past them. */
+static inline bool rkeys_live_head(const char *v, size_t len, struct rkeys_avail *av, size_t *at)
+{
+	int64_t x[3];
+	size_t i = 0;
+	for (int k = 0; k < 3; k++) {
+		if ((k > 0 && (i >= len || v[i++] != ':')) || !rkeys_dec_scan(v, len, &i, &x[k]) ||
+		    x[k] > INT32_MAX)
+			return false;
+	}
+	if (i < len && v[i] != ' ')
+		return false;
+	*av = (struct rkeys_avail){(int)x[0], (int)x[1], (int)x[2]};
+	*at = i;
+	return true;
+}
+
+/* The next charger of a station's value from v[*at..len) (after the head):
+ * 1 and *c filled, 0 at the end, -1 when the rest is malformed. */
+static inline int rkeys_live_next(const char *v, size_t len, size_t *at, struct rkeys_charger *c)
+{
+	size_t i = *at;
+	if (i >= len)
+		return 0;
+	if (v[i++] != ' ')
+		return -1;
+	size_t id = i;
+	while (i < len && v[i] != '=' && v[i] != ' ')
+		i++;
+	if (i == id || i >= len || v[i] != '=')
+		return -1;
+	c->id = v + id;
+	c->id_len = i - id;
+	i++;
+	int64_t stat, when;
+	if (!rkeys_dec_scan(v, len, &i, &stat) || stat > 99 || i >= len || v[i++] != ':')
+		return -1;
+	bool before_1970 = i < len && v[i] == '-';
+	i += before_1970;
+	if (!rkeys_dec_scan(v, len, &i, &when))
+		return -1;
+	if (before_1970)
+		when = -when;
+	c->quick = false;
+	if (i + 1 < len && v[i] == ':' && v[i + 1] == 'q' && (i + 2 == len || v[i + 2] == ' ')) {
+		c->quick = true;
+		i += 2;
+	}
+	if (i < len && v[i] != ' ')
+		return -1;
+	c->stat = (int)stat;
+	c->updated = when;
+	*at = i;
+	return 1;
+}
+
+/* The charger chger_id of a station's value: true and *c when present. */
+static inline bool rkeys_live_find(const char *v, size_t len, const char *chger_id,
+				   struct rkeys_charger *c)
+{
+	struct rkeys_avail av;
+	size_t at, id_len = strlen(chger_id);
+	if (!rkeys_live_head(v, len, &av, &at))
+		return false;
+	while (rkeys_live_next(v, len, &at, c) == 1)
+		if (c->id_len == id_len && memcmp(c->id, chger_id, id_len) == 0)
+			return true;
+	return false;
 }
 
 #endif

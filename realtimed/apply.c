@@ -11,9 +11,6 @@
 #include "model.h"
 #include "rkeys.h"
 
-_Static_assert(MODEL_STATUS_STANDBY == 2, "STANDBY_BYTE must be MODEL_STATUS_STANDBY's digit");
-_Static_assert(MODEL_STATUS_UNKNOWN <= 9, "statuses must be one digit");
-
 /* The fence, run between WATCH (the lease and ev:fenced) and MULTI: when
  * the lease does not hold this instance's token it touches ev:fenced,
  * which makes the EXEC that follows abort. KEYS[1] the lease, KEYS[2]
@@ -23,8 +20,8 @@ static const char fence_lua[] = "-- fence: abort the caller's MULTI unless it ho
 				"redis.call('INCR', KEYS[2])\n"
 				"return 0\n";
 
-/* Pending stations whose availability a batch writes beyond its own
- * stations' (a load's repairs). */
+/* Pending stations whose value a batch writes beyond its own stations' (a
+ * load's repairs, removals). */
 #define AV_PER_BATCH 1000
 
 /* One MULTI block in flight. */
@@ -32,7 +29,7 @@ struct batch {
 	struct apply *a; /* borrowed */
 	long *entries;	 /* owned: table indexes, requeued on failure */
 	int count;
-	uint64_t applied, stale, changes;
+	uint64_t applied, stale, changes, removed;
 	int64_t lease_stamp; /* the block extends the lease from about then */
 };
 
@@ -57,7 +54,8 @@ struct apply {
 	bool is_paused;
 	size_t inflight;
 	struct apply_stats stats;
-	struct rcmd cmd;    /* owned: reused per station run */
+	struct rcmd cmd;    /* owned: the block's MSET */
+	struct buf value;   /* owned: one station's value */
 	struct rpipe block; /* owned: the batch's block, sent whole at its end */
 	int64_t busy_since_ms; /* the first block sent since the writer was idle; 0: idle */
 	void (*barrier_fn)(void *ctx);
@@ -123,6 +121,7 @@ static void on_exec_reply(void *arg, const redisReply *reply)
 		a->stats.applied += b->applied;
 		a->stats.stale += b->stale;
 		a->stats.changes += b->changes;
+		a->stats.removed += b->removed;
 		a->stats.batches++;
 	} else {
 		/* what Redis holds is not what the table says: load it again
@@ -186,63 +185,65 @@ static bool close_block(struct apply *a, struct batch *b)
 	return aredis_send_pipe(a->r, &a->block, on_exec_reply, b);
 }
 
-/* One station's writes of a batch, gathered while its entries come: one
- * HSET of its chargers' fields, and of its availability when that changed
- * (one key per station: rkeys.h). */
-static void run_begin(struct apply *a, const char *stat_id)
+/* The stations' values a block writes, gathered in a->cmd: one MSET of
+ * every station's whole value (rkeys.h), and DEL of a station left with no
+ * charger. */
+static void put_station(struct apply *a, uint32_t station, int *pairs)
 {
+	const char *stat_id;
 	char key[RKEYS_KEY_MAX];
-	rcmd_reset(&a->cmd);
-	rcmd_adds(&a->cmd, "HSET");
-	rkeys_station(key, sizeof(key), stat_id);
-	rcmd_adds(&a->cmd, key);
-}
-
-/* The counts include every write of the run (table_store): a later run of
- * the same station in this batch writes them again. A run stored at least
- * one charger, so the station has one to count (len > 0). */
-static void run_end(struct apply *a, uint32_t station)
-{
-	if (table_av_claim(a->table, station)) {
-		char value[48];
-		const char *stat_id;
-		int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
-		if (len > 0) {
-			rcmd_adds(&a->cmd, RKEYS_AVAIL_FIELD);
-			rcmd_add(&a->cmd, value, (size_t)len);
-		}
+	size_t chargers = table_station_format(a->table, station, &stat_id, &a->value);
+	if (!buf_ok(&a->value)) {
+		/* out of memory: not written; what Redis holds is loaded again */
+		a->mstate = MIRROR_NONE;
+		return;
 	}
-	rpipe_add(&a->block, &a->cmd);
+	int key_len = rkeys_station(key, sizeof(key), stat_id);
+	if (chargers == 0) {
+		const char *argv[] = {"DEL", key};
+		rpipe_addv(&a->block, 2, argv);
+		return;
+	}
+	if (*pairs == 0) {
+		rcmd_reset(&a->cmd);
+		rcmd_adds(&a->cmd, "MSET");
+	}
+	rcmd_add(&a->cmd, key, (size_t)key_len);
+	rcmd_add(&a->cmd, a->value.data ? a->value.data : "", a->value.len);
+	(*pairs)++;
 }
 
-static void add_change(struct apply *a, const struct table_entry *e)
+static void add_change(struct apply *a, const struct table_entry *e, bool gone)
 {
-	char stat[4], updated[24];
+	char stat[4], updated[24], maxlen[24];
 	snprintf(stat, sizeof(stat), "%d", e->stat);
 	snprintf(updated, sizeof(updated), "%lld", (long long)e->updated);
-	char maxlen[24];
 	snprintf(maxlen, sizeof(maxlen), "%d", RKEYS_CHANGES_MAXLEN);
 	const char *argv[] = {"XADD", RKEYS_CHANGES, "MAXLEN", "~", maxlen, "*", "s",
 			      e->stat_id, "c", e->chger_id, "st", stat, "t", updated};
-	rpipe_addv(&a->block, 14, argv);
+	const char *removed[] = {"XADD", RKEYS_CHANGES, "MAXLEN", "~", maxlen, "*", "s",
+				 e->stat_id, "c", e->chger_id, "gone", "1"};
+	if (gone)
+		rpipe_addv(&a->block, 12, removed);
+	else
+		rpipe_addv(&a->block, 14, argv);
 }
 
-/* The availability of pending stations none of the batch's chargers
- * belong to (a load's repairs); HDEL for one left without a charger (the
- * field was the hash's last: the key goes). */
-static void add_availability(struct apply *a)
+/* The values of the stations the batch's chargers belong to, then of up to
+ * AV_PER_BATCH other pending stations (a load's repairs, a removal). */
+static void add_stations(struct apply *a, const struct batch *b)
 {
-	uint32_t station;
-	int n = 0;
-	while (n < AV_PER_BATCH && (station = table_av_take(a->table)) != 0) {
-		char key[RKEYS_KEY_MAX], value[48];
-		const char *stat_id;
-		int len = table_av_format(a->table, station, &stat_id, value, sizeof(value));
-		rkeys_station(key, sizeof(key), stat_id);
-		const char *argv[] = {len > 0 ? "HSET" : "HDEL", key, RKEYS_AVAIL_FIELD, value};
-		rpipe_addv(&a->block, len > 0 ? 4 : 3, argv);
-		n++;
+	int pairs = 0;
+	for (int i = 0; i < b->count; i++) {
+		uint32_t station = table_at(a->table, b->entries[i])->station;
+		if (table_av_claim(a->table, station))
+			put_station(a, station, &pairs);
 	}
+	uint32_t station;
+	for (int n = 0; n < AV_PER_BATCH && (station = table_av_take(a->table)) != 0; n++)
+		put_station(a, station, &pairs);
+	if (pairs > 0)
+		rpipe_add(&a->block, &a->cmd);
 }
 
 enum sent {
@@ -262,13 +263,24 @@ static enum sent send_batch(struct apply *a)
 	}
 	b->a = a;
 	bool is_open = false;
-	uint32_t run = 0; /* the station whose fields a->cmd gathers; 0: none */
 	long index;
-	char value[32];
 	while (b->count < a->opts.batch_size && (index = table_take_dirty(t)) >= 0) {
 		b->entries[b->count++] = index;
 		const struct table_entry *e = table_at(t, index);
 		bool stored = e->stored_flags & TABLE_STORED;
+		if (e->flags & TABLE_GONE) {
+			/* removed upstream (prune.c): its station is written without it */
+			if (stored) {
+				if (!is_open)
+					open_block(a);
+				is_open = true;
+				add_change(a, e, true);
+				b->changes++;
+				b->removed++;
+				table_unstore(t, index, true);
+			}
+			continue;
+		}
 		bool newer = !stored || e->updated > e->stored_updated;
 		bool in_quick = e->stored_flags & TABLE_STORED_QUICK;
 		bool want_quick = (e->flags & TABLE_QUICK_KNOWN) ? (e->flags & TABLE_QUICK) : in_quick;
@@ -280,34 +292,22 @@ static enum sent send_batch(struct apply *a)
 		if (!is_open)
 			open_block(a);
 		is_open = true;
-		if (run != e->station) {
-			if (run)
-				run_end(a, run);
-			run = e->station;
-			run_begin(a, e->stat_id);
-		}
-		/* not newer: the stored status again, with the quick flag changed */
-		int len = rkeys_status_format(value, sizeof(value), newer ? e->stat : e->stored_stat,
-					      newer ? e->updated : e->stored_updated, want_quick);
-		rcmd_adds(&a->cmd, e->chger_id);
-		rcmd_add(&a->cmd, value, (size_t)len);
 		if (newer) {
 			b->applied++;
 			/* a charger's first sight from a sweep or re-apply seeds */
 			if (stored || !(e->flags & TABLE_SEED)) {
-				add_change(a, e);
+				add_change(a, e, false);
 				b->changes++;
 			}
 		}
+		/* not newer: the stored status again, with the quick flag changed */
 		table_store(t, index, newer, want_quick);
 	}
-	if (run)
-		run_end(a, run);
 	if (table_av_pending(t) > 0) {
 		if (!is_open)
 			open_block(a);
 		is_open = true;
-		add_availability(a);
+		add_stations(a, b);
 	}
 	if (!is_open) {
 		/* nothing newer than Redis holds: no block */
@@ -413,6 +413,7 @@ struct apply *apply_new(struct event_base *base, struct aredis *r, struct lease 
 	if (a->opts.max_inflight < 1)
 		a->opts.max_inflight = 1;
 	rcmd_init(&a->cmd);
+	buf_init(&a->value);
 	rpipe_init(&a->block);
 	a->fence_script = aredis_script(r, fence_lua);
 	a->mirror = mirror_new(r, t);
@@ -435,6 +436,7 @@ void apply_free(struct apply *a)
 		event_free(a->pause_ev);
 	mirror_free(a->mirror);
 	rcmd_free(&a->cmd);
+	buf_free(&a->value);
 	rpipe_free(&a->block);
 	free(a);
 }

@@ -7,10 +7,10 @@
  *
  *   WATCH ev:lease ev:fenced
  *   EVALSHA fence (touches ev:fenced unless the lease holds our token)
- *   MULTI, HSET ev:st:{statId} per station run (its chargers' fields and,
- *   when it changed, its availability field: rkeys.h), XADD ev:changes per
- *   change, HSET of the availability of other pending stations (a load's
- *   repairs),
+ *   MULTI, XADD ev:changes per change (a removal: "gone"), one MSET of
+ *   the whole value (rkeys.h) of every station the batch's chargers belong
+ *   to and of other pending stations (a load's repairs), DEL of a station
+ *   left with no charger,
  *   PEXPIRE ev:lease (a block renews the lease: lease_extended),
  *   [RPUSH/LTRIM ev:writers token: the token log, when kept], EXEC
  *
@@ -44,11 +44,6 @@
 
 struct event_base;
 
-/* The standby code as prune's script compares a stored value's first
- * byte: '2' of MODEL_STATUS_STANDBY, which, like every status, is one
- * digit (apply.c checks both). */
-#define STANDBY_BYTE "50"
-
 /* The largest batch_size. */
 #define APPLY_BATCH_MAX 5000
 
@@ -62,6 +57,7 @@ struct apply_stats {
 	uint64_t applied; /* statuses written (newer than Redis held) */
 	uint64_t stale;	  /* refused by Redis as not newer */
 	uint64_t changes; /* stream entries added */
+	uint64_t removed; /* chargers removed (prune.h) */
 	uint64_t batches, batches_failed;
 };
 

@@ -14,8 +14,8 @@
 /* Station keys asked per SCAN call (a hint to Redis, which walks this many
  * buckets of the whole keyspace). */
 #define SCAN_COUNT "1000"
-/* Status codes the script classifies: the stored status is "<code>:..."
- * (rkeys_status_format), code 0..99. */
+/* Status codes the script classifies: a charger's status is
+ * "<code>:..." (rkeys_live_charger_put), code 0..99. */
 #define CODES 100
 /* The sample script spells rkeys.h's layouts in Lua: tie its literals to
  * the header (u12 counters at index 3 * slot + counter, 168 slots, 4095). */
@@ -49,7 +49,9 @@ static const char end_lua[] =
 	"end\n"
 	"return tonumber(redis.call('HGET', KEYS[2], 'samples')) or 0\n";
 
-/* KEYS[1] the lease, KEYS[2..] station hashes from SCAN. ARGV[1] token,
+/* KEYS[1] the lease, KEYS[2..] station keys from SCAN (rkeys.h: each
+ * charger " <chgerId>=<stat>:..." in the value; MGET reads a key of
+ * another type as absent). ARGV[1] token,
  * [2] station prefix, [3] congestion prefix, [4] tick, [5] slot, [6] the
  * value's size, [7] the marker's u32 index, [8] the size of a layout-1
  * value, [9] one class letter per status code 0..99 ('u' a use, 'o' out of
@@ -90,11 +92,11 @@ static const char sample_lua[] =
 	"  return last\n"
 	"end\n"
 	"local counted, skipped = 0, 0\n"
+	"local values = redis.call('MGET', unpack(KEYS, 2))\n"
 	"for k = 2, #KEYS do\n"
-	"  local sid = string.sub(KEYS[k], stlen + 1)\n"
-	"  local flat = redis.call('HGETALL', KEYS[k])\n"
-	"  for x = 1, #flat, 2 do if string.sub(flat[x], 1, 1) ~= '" RKEYS_RESERVED_PREFIX "' then\n"
-	"    local ck = cgp .. sid .. ':' .. flat[x]\n"
+	"  local sid, value = string.sub(KEYS[k], stlen + 1), values[k - 1] or ''\n"
+	"  for cid, code in string.gmatch(value, ' (%w+)=(%d+):') do\n"
+	"    local ck = cgp .. sid .. ':' .. cid\n"
 	"    local last = redis.call('BITFIELD', ck, 'GET', 'u32', mark)[1]\n"
 	"    if last == 0 then\n"
 	"      local len = redis.call('STRLEN', ck)\n"
@@ -105,8 +107,9 @@ static const char sample_lua[] =
 	"      end\n"
 	"    end\n"
 	"    if last < tick then\n"
-	"      local code = tonumber(string.match(flat[x + 1], '^(%d+):'))\n"
-	"      local class = code and string.sub(classes, code + 1, code + 1) or '-'\n"
+	"      code = tonumber(code)\n"
+	"      local class = string.sub(classes, code + 1, code + 1)\n"
+	"      if class == '' then class = '-' end\n"
 	"      local use, down = 0, 0\n"
 	"      if class == 'u' then use = 1 elseif class == 'o' then down = 1 end\n"
 	"      redis.call('BITFIELD', ck, 'OVERFLOW', 'SAT', 'INCRBY', 'u12', s_at, 1,\n"
@@ -116,7 +119,7 @@ static const char sample_lua[] =
 	"    else\n"
 	"      skipped = skipped + 1\n"
 	"    end\n"
-	"  end end\n"
+	"  end\n"
 	"end\n"
 	"return {counted, skipped}\n";
 
@@ -344,7 +347,7 @@ static bool send_scan(struct congest *c, const char *cursor)
 {
 	struct cg_req *q = req_new(c);
 	const char *argv[] = {"SCAN",  cursor,	   "MATCH", RKEYS_STATION_PREFIX "*",
-			      "COUNT", SCAN_COUNT, "TYPE",  "hash"};
+			      "COUNT", SCAN_COUNT, "TYPE",  "string"};
 	if (!q || !aredis_sendv(c->r, on_scan_reply, q, 8, argv)) {
 		free(q);
 		return false;

@@ -8,7 +8,7 @@
  * tells it), one use when the charger's stored status is
  * CHARGING_IN_PROGRESS and one out of service when it is
  * model_status_out_of_service(). Chargers are found by SCAN over the
- * station hashes (Redis is the truth, also for an instance that just took
+ * station values (Redis is the truth, also for an instance that just took
  * over) and counted by a fenced Lua script per SCAN page, pipelined with
  * the next SCAN: BITFIELD ... OVERFLOW SAT INCRBY u12 (rkeys.h layout 2),
  * plus the value's trailing u32 marking the tick counted last (a layout-1

@@ -9,13 +9,13 @@
 
 #define SCAN_COUNT "1000"
 
-/* KEYS: station hashes. ARGV[1] station prefix. Returns per key {statId,
- * fields and values}. Read-only. */
-static const char read_lua[] = "-- mirror read: per station, its hash\n"
+/* KEYS: station keys (strings). ARGV[1] station prefix. Returns per key
+ * {statId, value} ({statId} when it went meanwhile). Read-only. */
+static const char read_lua[] = "-- mirror read: per station, its value\n"
 			       "local skip, call, sub = #ARGV[1] + 1, redis.call, string.sub\n"
 			       "local out = {}\n"
 			       "for k = 1, #KEYS do\n"
-			       "  out[k] = {sub(KEYS[k], skip), call('HGETALL', KEYS[k])}\n"
+			       "  out[k] = {sub(KEYS[k], skip), call('GET', KEYS[k])}\n"
 			       "end\n"
 			       "return out\n";
 
@@ -78,35 +78,38 @@ static void learn_station(struct mirror *m, const redisReply *st)
 {
 	if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
 	    st->element[0]->type != REDIS_REPLY_STRING || st->element[0]->len == 0 ||
-	    st->element[0]->len > TABLE_STAT_ID_MAX || st->element[1]->type != REDIS_REPLY_ARRAY)
-		return; /* not a station realtimed writes: leave it */
-	const char *sid = st->element[0]->str;
-	size_t slen = st->element[0]->len;
-	const redisReply *flat = st->element[1];
-	const char *av = NULL;
+	    st->element[0]->len > TABLE_STAT_ID_MAX || st->element[1]->type != REDIS_REPLY_STRING)
+		return; /* gone meanwhile, or no station id: leave it */
+	const char *sid = st->element[0]->str, *v = st->element[1]->str;
+	size_t slen = st->element[0]->len, len = st->element[1]->len, at;
+	struct rkeys_avail av;
+	struct rkeys_charger c;
+	bool is_whole = rkeys_live_head(v, len, &av, &at);
+	size_t head_len = at;
 	uint32_t station = 0; /* an index: learning may move the table's entries */
-	for (size_t x = 0; x + 1 < flat->elements; x += 2) {
-		const redisReply *cid = flat->element[x], *val = flat->element[x + 1];
-		if (cid->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-			continue;
-		if (!rkeys_is_charger_field(cid->str)) {
-			if (strcmp(cid->str, RKEYS_AVAIL_FIELD) == 0)
-				av = val->str;
+	int next = 0;
+	while (is_whole && (next = rkeys_live_next(v, len, &at, &c)) == 1) {
+		if (!table_learn(m->table, sid, slen, c.id, c.id_len, c.stat, c.updated, c.quick)) {
+			is_whole = false; /* an id too long: the value is rewritten without it */
 			continue;
 		}
-		int stat;
-		int64_t updated;
-		bool quick;
-		if (!rkeys_status_parse(val->str, &stat, &updated, &quick))
-			continue; /* not a value realtimed writes: the next write replaces it */
-		if (!table_learn(m->table, sid, slen, cid->str, cid->len, stat, updated, quick))
-			continue;
 		m->loaded++;
-		if (!station)
-			station = table_find(m->table, sid, cid->str)->station;
+		if (!station) {
+			char cid[TABLE_CHGER_ID_MAX + 1];
+			memcpy(cid, c.id, c.id_len);
+			cid[c.id_len] = '\0';
+			station = table_find(m->table, sid, cid)->station;
+		}
 	}
-	if (station)
-		table_av_check(m->table, station, av);
+	if (!station)
+		return; /* nothing realtimed knows: the next complete sweep's cleanup */
+	/* a value that is not realtimed's whole writing ("") is written again */
+	char head[RKEYS_LIVE_HEAD_MAX] = "";
+	if (is_whole && next == 0 && head_len < sizeof(head)) {
+		memcpy(head, v, head_len);
+		head[head_len] = '\0';
+	}
+	table_av_check(m->table, station, head);
 }
 
 static void maybe_done(struct mirror *m)
@@ -170,7 +173,7 @@ static void on_read(void *arg, const redisReply *reply)
 static bool send_scan(struct mirror *m, const char *cursor)
 {
 	const char *argv[] = {"SCAN",  cursor,	   "MATCH", RKEYS_STATION_PREFIX "*",
-			      "COUNT", SCAN_COUNT, "TYPE",  "hash"};
+			      "COUNT", SCAN_COUNT, "TYPE",  "string"};
 	return send(m, NULL, argv, 8, on_scan);
 }
 

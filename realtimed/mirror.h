@@ -2,12 +2,14 @@
  * stored state (table.h), so that the active instance decides "newer than
  * stored" and each station's availability in memory.
  *
- * Walks ev:st:* with SCAN (the next page asked while the current one is
- * read) and reads each page's stations with one read-only script: each
- * hash's fields (rkeys.h: the chargers' and the availability). Each charger
- * is learned (table_learn); a station whose availability field differs
- * from the counts (a write lost half-way, an edit by hand, layout 1)
- * becomes pending and is written again. A key SCAN returns twice is learned twice, harmlessly.
+ * Walks the string keys ev:st:* with SCAN (the next page asked while the
+ * current one is read) and reads each page's station values with one
+ * read-only script (rkeys.h). Each charger is learned (table_learn); a
+ * station whose counts differ from the value's head, or whose value is
+ * malformed, becomes pending and is written again. A key SCAN returns
+ * twice is learned twice, harmlessly. Keys of an older layout (hashes)
+ * are not read: the heartbeat's layout makes realtimed sweep, and the
+ * sweep's cleanup deletes them (prune.c).
  *
  * apply.c loads when it becomes the writer (lease gained, Redis connected)
  * and after a batch that failed, before it writes again; nothing is

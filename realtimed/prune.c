@@ -4,82 +4,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apply.h"
 #include "log.h"
 #include "rkeys.h"
 
 #define SCAN_COUNT "1000"
 
-
-/* KEYS: station hashes. ARGV[1] station prefix, [2] and [3] layout 1's
- * availability and quick prefixes. Returns per station {its fields, 1 when
- * layout 1's keys of it remain}, in KEYS order. */
-static const char read_lua[] =
-	"-- prune read: fields per station, and whether layout 1's keys remain\n"
-	"local skip, avp, qkp, call = #ARGV[1] + 1, ARGV[2], ARGV[3], redis.call\n"
-	"local out = {}\n"
-	"for k = 1, #KEYS do\n"
-	"  local sid = string.sub(KEYS[k], skip)\n"
-	"  out[k] = {call('HKEYS', KEYS[k]), call('EXISTS', avp .. sid, qkp .. sid)}\n"
+/* KEYS[1] the lease, then keys of older layouts: station keys (deleted
+ * unless a string: realtimed may have written the station since the SCAN)
+ * and layout 1's (deleted). ARGV[1] token, [2] station prefix. Returns how
+ * many went. */
+static const char cleanup_lua[] =
+	"-- prune: keys of older layouts\n" LEASE_FENCE_LUA
+	"local stp, call, sub = ARGV[2], redis.call, string.sub\n"
+	"local deleted = 0\n"
+	"for k = 2, #KEYS do\n"
+	"  local key = KEYS[k]\n"
+	"  if sub(key, 1, #stp) ~= stp or call('TYPE', key).ok ~= 'string' then\n"
+	"    deleted = deleted + call('DEL', key)\n"
+	"  end\n"
 	"end\n"
-	"return out\n";
-
-/* KEYS[1] the lease, KEYS[2] the change stream. ARGV[1] token, [2]
- * station prefix, [3] availability field, [4] stream MAXLEN, [5] and [6]
- * layout 1's availability and quick prefixes; then runs: statId, count,
- * chgerIds. Each charger removed gets a stream entry "s c gone=1"
- * (followers drop it); the station's availability is counted again from
- * its hash, and the hash deleted when no charger is left; layout 1's keys
- * of the station go. Returns {removed, stations emptied}. */
-static const char remove_lua[] =
-	"-- prune: chargers a complete sweep no longer lists\n" LEASE_FENCE_LUA
-	"local stp, avf, maxlen, avp, qkp = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
-	"local call, byte, sub = redis.call, string.byte, string.sub\n"
-	"local removed, emptied = 0, 0\n"
-	"local i, n = 7, #ARGV\n"
-	"while i <= n do\n"
-	"  local sid, count = ARGV[i], tonumber(ARGV[i + 1])\n"
-	"  local skey = stp .. sid\n"
-	"  for x = i + 2, i + 1 + count do\n"
-	"    if call('HDEL', skey, ARGV[x]) == 1 then\n"
-	"      removed = removed + 1\n"
-	"      call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 's', sid, 'c', ARGV[x], 'gone', '1')\n"
-	"    end\n"
-	"  end\n"
-	"  call('DEL', avp .. sid, qkp .. sid)\n"
-	"  local flat = call('HGETALL', skey)\n"
-	"  local standby, total, quick = 0, 0, 0\n"
-	"  for x = 1, #flat, 2 do\n"
-	"    if sub(flat[x], 1, 1) ~= '" RKEYS_RESERVED_PREFIX "' then\n"
-	"      total = total + 1\n"
-	"      local v = flat[x + 1]\n"
-	"      if byte(v, 1) == " STANDBY_BYTE " and byte(v, 2) == 58 then\n"
-	"        standby = standby + 1\n"
-	"        if sub(v, -2) == '" RKEYS_QUICK_SUFFIX "' then quick = quick + 1 end\n"
-	"      end\n"
-	"    end\n"
-	"  end\n"
-	"  if total == 0 then\n"
-	"    call('DEL', skey)\n"
-	"    emptied = emptied + 1\n"
-	"  else\n"
-	"    call('HSET', skey, avf, standby .. ':' .. total .. ':' .. quick)\n"
-	"  end\n"
-	"  i = i + 2 + count\n"
-	"end\n"
-	"return {removed, emptied}\n";
+	"return deleted\n";
 
 struct prune {
-	struct aredis *r;     /* borrowed */
-	struct lease *lease;  /* borrowed */
-	struct table *table;  /* borrowed */
-	int read_script, remove_script;
-	uint64_t walk;	      /* bumped per start and cancel: stale replies ignored */
+	struct aredis *r;    /* borrowed */
+	struct lease *lease; /* borrowed */
+	struct table *table; /* borrowed */
+	int cleanup_script;
+	uint64_t walk; /* bumped per start and cancel: stale replies ignored */
 	bool busy;
-	uint16_t stamp;
-	uint64_t walk_removed, walk_emptied;
-	char cursor[32];      /* the SCAN cursor after the page in hand */
-	struct rcmd cmd;      /* owned: the page's read, whose KEYS name the stations */
+	char cursor[32]; /* the SCAN cursor after the page in hand */
 	struct prune_stats stats;
 };
 
@@ -123,133 +76,46 @@ static void walk_done(struct prune *p)
 	p->busy = false;
 	p->walk++;
 	p->stats.walks_done++;
-	if (p->walk_removed > 0)
-		log_info("prune: removed %llu chargers the complete sweep no longer lists (%llu "
-			 "stations left without chargers, deleted)",
-			 (unsigned long long)p->walk_removed, (unsigned long long)p->walk_emptied);
-	else
-		log_debug("prune: every charger in Redis is listed by the sweep");
 }
 
 static bool send_scan(struct prune *p);
 
-static void on_remove_reply(void *arg, const redisReply *reply)
+static void next_page(struct prune *p)
 {
-	struct prune *p = req_take(arg);
-	if (!p)
-		return;
-	long long removed = 0, emptied = 0;
-	if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-	    !aredis_reply_ll(reply->element[0], &removed) ||
-	    !aredis_reply_ll(reply->element[1], &emptied)) {
-		walk_failed(p, reply, "removing chargers");
-		return;
-	}
-	p->walk_removed += (uint64_t)removed;
-	p->walk_emptied += (uint64_t)emptied;
-	p->stats.removed += (uint64_t)removed;
-	p->stats.stations_emptied += (uint64_t)emptied;
 	if (strcmp(p->cursor, "0") == 0)
 		walk_done(p);
 	else if (!send_scan(p))
 		walk_failed(p, NULL, "SCAN");
 }
 
-/* Is charger cid of station sid absent from the sweep? Stamped at or after
- * the sweep's stamp (a later sweep may have begun meanwhile; stamps wrap)
- * means listed since. */
-static bool is_gone(const struct prune *p, const char *sid, const char *cid)
-{
-	const struct table_entry *e = table_find(p->table, sid, cid);
-	return !e || (e->flags & TABLE_GONE) || (uint16_t)(e->seen - p->stamp) >= 0x8000;
-}
-
-static void on_read_reply(void *arg, const redisReply *reply)
+static void on_cleanup_reply(void *arg, const redisReply *reply)
 {
 	struct prune *p = req_take(arg);
 	if (!p)
 		return;
-	if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-		walk_failed(p, reply, "reading charger ids");
+	long long deleted = 0;
+	if (!aredis_reply_ll(reply, &deleted)) {
+		walk_failed(p, reply, "deleting older layouts' keys");
 		return;
 	}
-	/* the keys went out as KEYS; the station ids come back from the command */
-	struct rcmd *c = &p->cmd;
-	const size_t stlen = strlen(RKEYS_STATION_PREFIX);
-	size_t key_arg = 3; /* EVALSHA sha nkeys KEYS... */
-	struct rcmd out;
-	rcmd_init(&out);
-	rcmd_evalsha(&out, p->r, p->remove_script, 2);
-	rcmd_adds(&out, RKEYS_LEASE);
-	rcmd_adds(&out, RKEYS_CHANGES);
-	rcmd_adds(&out, lease_token(p->lease));
-	rcmd_adds(&out, RKEYS_STATION_PREFIX);
-	rcmd_adds(&out, RKEYS_AVAIL_FIELD);
-	rcmd_addll(&out, RKEYS_CHANGES_MAXLEN);
-	rcmd_adds(&out, RKEYS_LEGACY_AVAIL_PREFIX);
-	rcmd_adds(&out, RKEYS_LEGACY_QUICK_PREFIX);
-	int runs = 0;
-	for (size_t k = 0; k < reply->elements; k++, key_arg++) {
-		const redisReply *st = reply->element[k];
-		if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
-		    st->element[0]->type != REDIS_REPLY_ARRAY || key_arg >= (size_t)c->argc)
-			continue;
-		const redisReply *ids = st->element[0];
-		bool has_legacy = st->element[1]->type == REDIS_REPLY_INTEGER &&
-				  st->element[1]->integer > 0;
-		char sid[TABLE_STAT_ID_MAX + 1];
-		size_t len = c->lens[key_arg];
-		if (len <= stlen || len - stlen > TABLE_STAT_ID_MAX)
-			continue; /* not an id realtimed writes: leave it */
-		memcpy(sid, c->text.data + c->offs[key_arg] + stlen, len - stlen);
-		sid[len - stlen] = '\0';
-		int count_arg = -1, count = 0;
-		bool has_charger = false;
-		for (size_t x = 0; x < ids->elements; x++) {
-			const redisReply *id = ids->element[x];
-			if (id->type != REDIS_REPLY_STRING || !rkeys_is_charger_field(id->str))
-				continue;
-			has_charger = true;
-			if (id->len > TABLE_CHGER_ID_MAX || !is_gone(p, sid, id->str))
-				continue;
-			if (count_arg < 0) {
-				rcmd_adds(&out, sid);
-				count_arg = out.argc;
-				rcmd_adds(&out, "00000"); /* room for the count */
-			}
-			rcmd_adds(&out, id->str);
-			count++;
-			table_forget(p->table, sid, id->str);
-		}
-		/* a run removing no charger: layout 1's keys go, or a hash left
-		 * with no charger's field (its availability alone) is deleted */
-		if (count_arg < 0 && (has_legacy || !has_charger)) {
-			rcmd_adds(&out, sid);
-			count_arg = out.argc;
-			rcmd_adds(&out, "0");
-		}
-		if (count_arg >= 0 && !out.failed) {
-			char text[16];
-			int n = snprintf(text, sizeof(text), "%d", count);
-			memcpy(out.text.data + out.offs[count_arg], text, (size_t)n);
-			out.lens[count_arg] = (size_t)n;
-			runs++;
-		}
-	}
-	bool ok = true;
-	if (runs > 0) {
-		struct prune_req *q = req_new(p);
-		ok = q && aredis_send(p->r, &out, on_remove_reply, q);
-		if (!ok)
-			free(q);
-	} else if (strcmp(p->cursor, "0") == 0) {
-		walk_done(p);
-	} else {
-		ok = send_scan(p);
-	}
-	rcmd_free(&out);
-	if (!ok)
-		walk_failed(p, NULL, "sending a page");
+	if (deleted > 0)
+		log_info("prune: deleted %lld keys of an older layout (rkeys.h)", deleted);
+	p->stats.legacy_keys += (uint64_t)deleted;
+	next_page(p);
+}
+
+static bool has_prefix(const redisReply *key, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return key->type == REDIS_REPLY_STRING && key->len > n && memcmp(key->str, prefix, n) == 0;
+}
+
+/* A key the cleanup looks at: a station key (not a string: the script
+ * checks) or a layout-1 key. */
+static bool is_candidate(const redisReply *key)
+{
+	return has_prefix(key, RKEYS_STATION_PREFIX) || has_prefix(key, RKEYS_LEGACY_AVAIL_PREFIX) ||
+	       has_prefix(key, RKEYS_LEGACY_QUICK_PREFIX);
 }
 
 static void on_scan_reply(void *arg, const redisReply *reply)
@@ -266,34 +132,36 @@ static void on_scan_reply(void *arg, const redisReply *reply)
 	}
 	memcpy(p->cursor, reply->element[0]->str, reply->element[0]->len + 1);
 	const redisReply *keys = reply->element[1];
-	if (keys->elements == 0) {
-		if (strcmp(p->cursor, "0") == 0)
-			walk_done(p);
-		else if (!send_scan(p))
-			walk_failed(p, NULL, "SCAN");
+	int candidates = 0;
+	for (size_t k = 0; k < keys->elements; k++)
+		candidates += is_candidate(keys->element[k]);
+	if (candidates == 0) {
+		next_page(p);
 		return;
 	}
-	struct rcmd *c = &p->cmd;
-	rcmd_reset(c);
-	rcmd_evalsha(c, p->r, p->read_script, (int)keys->elements);
+	struct rcmd c;
+	rcmd_init(&c);
+	rcmd_evalsha(&c, p->r, p->cleanup_script, 1 + candidates);
+	rcmd_adds(&c, RKEYS_LEASE);
 	for (size_t k = 0; k < keys->elements; k++)
-		rcmd_add(c, keys->element[k]->str, keys->element[k]->len);
-	rcmd_adds(c, RKEYS_STATION_PREFIX);
-	rcmd_adds(c, RKEYS_LEGACY_AVAIL_PREFIX);
-	rcmd_adds(c, RKEYS_LEGACY_QUICK_PREFIX);
+		if (is_candidate(keys->element[k]))
+			rcmd_add(&c, keys->element[k]->str, keys->element[k]->len);
+	rcmd_adds(&c, lease_token(p->lease));
+	rcmd_adds(&c, RKEYS_STATION_PREFIX);
 	struct prune_req *q = req_new(p);
-	if (!q || !aredis_send(p->r, c, on_read_reply, q)) {
+	bool ok = q && aredis_send(p->r, &c, on_cleanup_reply, q);
+	if (!ok)
 		free(q);
-		walk_failed(p, NULL, "reading charger ids");
-	}
+	rcmd_free(&c);
+	if (!ok)
+		walk_failed(p, NULL, "sending a page");
 }
 
 static bool send_scan(struct prune *p)
 {
 	struct prune_req *q = req_new(p);
-	const char *argv[] = {"SCAN",  p->cursor,  "MATCH", RKEYS_STATION_PREFIX "*",
-			      "COUNT", SCAN_COUNT, "TYPE",  "hash"};
-	if (!q || !aredis_sendv(p->r, on_scan_reply, q, 8, argv)) {
+	const char *argv[] = {"SCAN", p->cursor, "MATCH", RKEYS_PREFIX "*", "COUNT", SCAN_COUNT};
+	if (!q || !aredis_sendv(p->r, on_scan_reply, q, 6, argv)) {
 		free(q);
 		return false;
 	}
@@ -308,10 +176,8 @@ struct prune *prune_new(struct aredis *r, struct lease *l, struct table *t)
 	p->r = r;
 	p->lease = l;
 	p->table = t;
-	rcmd_init(&p->cmd);
-	p->read_script = aredis_script(r, read_lua);
-	p->remove_script = aredis_script(r, remove_lua);
-	if (p->read_script < 0 || p->remove_script < 0) {
+	p->cleanup_script = aredis_script(r, cleanup_lua);
+	if (p->cleanup_script < 0) {
 		prune_free(p);
 		return NULL;
 	}
@@ -322,16 +188,20 @@ void prune_free(struct prune *p)
 {
 	if (!p)
 		return;
-	rcmd_free(&p->cmd);
 	free(p);
 }
 
 void prune_start(struct prune *p, uint16_t stamp)
 {
 	prune_cancel(p);
+	size_t forgotten = table_forget_unlisted(p->table, stamp);
+	p->stats.forgotten += forgotten;
+	if (forgotten > 0)
+		log_info("prune: removed %zu chargers the complete sweep no longer lists",
+			 forgotten);
+	else
+		log_debug("prune: every charger known is listed by the sweep");
 	p->busy = true;
-	p->stamp = stamp;
-	p->walk_removed = p->walk_emptied = 0;
 	snprintf(p->cursor, sizeof(p->cursor), "0");
 	if (!send_scan(p))
 		walk_failed(p, NULL, "SCAN");

@@ -323,6 +323,8 @@ static void on_pass_written(void *ctx)
 			       lease_token(s->lease),
 			       s->pending_is_sweep ? "sweep_ok_ms" : NULL,
 			       sweep,
+			       "layout",
+			       RKEYS_LIVE_LAYOUT,
 			       NULL};
 	if (s->pending_is_sweep && s->pending_sweep_started_ms > 0) {
 		double seconds = (double)(wall_ms() - s->pending_sweep_started_ms) / 1000.0;
@@ -468,7 +470,7 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 		return; /* the poll timer or the next connect decides again */
 	}
 	long long poll_ok = 0, sweep_ok = 0;
-	bool has_counters = false;
+	bool has_counters = false, is_layout_current = false;
 	for (size_t i = 0; i + 1 < reply->elements; i += 2) {
 		const redisReply *k = reply->element[i], *v = reply->element[i + 1];
 		if (k->type != REDIS_REPLY_STRING)
@@ -479,6 +481,17 @@ static void on_heartbeat_read(void *arg, const redisReply *reply)
 			(void)aredis_reply_ll(v, &sweep_ok);
 		else if (strcmp(k->str, "samples") == 0 || strcmp(k->str, "restored_ms") == 0)
 			has_counters = true;
+		else if (strcmp(k->str, "layout") == 0)
+			is_layout_current = v->type == REDIS_REPLY_STRING &&
+					    strcmp(v->str, RKEYS_LIVE_LAYOUT) == 0;
+	}
+	if (sweep_ok > 0 && !is_layout_current) {
+		/* the station keys are of an older layout (rkeys.h), which this
+		 * instance does not read: written again in full, as if empty */
+		log_info("Redis holds station keys of an older layout: rewriting them as layout "
+			 "%s",
+			 RKEYS_LIVE_LAYOUT);
+		sweep_ok = 0;
 	}
 	/* no sample ever counted and no restore done in this Redis: its
 	 * counters (if any) are lost; the snapshot's come back first */
@@ -836,7 +849,7 @@ static bool metrics(void *ctx, struct buf *body)
 	sync_counter(s, 10, s->m.sample_skipped, cs->chargers_skipped);
 	sync_counter(s, 11, s->m.fetch_attempts, poller_attempts(s->poller));
 	sync_counter(s, 12, s->m.fetch_retries, poller_retries(s->poller));
-	sync_counter(s, 13, s->m.removed, prune_stats(s->prune)->removed);
+	sync_counter(s, 13, s->m.removed, apply_stats(s->apply)->removed);
 	sync_counter(s, 14, s->m.prune_walks, prune_stats(s->prune)->walks_done);
 	metric_set(s->m.chargers, (double)table_count(s->table));
 	metric_set(s->m.dirty, (double)table_dirty_count(s->table));

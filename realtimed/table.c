@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "rkeys.h"
 
 /* ---- stations: each station's availability as Redis holds it ----
  * Counted from the entries' stored state; a station whose counts changed
@@ -23,6 +24,8 @@ struct station {
 	bool is_pending, is_linked; /* pending; in the FIFO (maybe no longer pending) */
 	uint32_t total, standby, quick;
 	uint32_t next_pending; /* FIFO link: index, 0 = end */
+	uint32_t first_entry, last_entry; /* its chargers' chain, in order of arrival
+					     (table_entry.next_in_station): index + 1 */
 };
 
 struct stations {
@@ -191,29 +194,22 @@ static void stations_count(struct stations *s, uint32_t station, int sign, bool 
 	}
 }
 
-static int stations_format(const struct stations *s, uint32_t station, char *out, size_t outlen)
+/* The head of a station's value (rkeys.h), terminated; its length. */
+static size_t stations_head(const struct stations *s, uint32_t station,
+			    char out[RKEYS_LIVE_HEAD_MAX])
 {
 	const struct station *st = &s->list[station];
-	if (st->total == 0)
-		return 0;
-	char value[64];
-	size_t n = dec_uint(value, st->standby);
-	value[n++] = ':';
-	n += dec_uint(value + n, st->total);
-	value[n++] = ':';
-	n += dec_uint(value + n, st->quick);
-	if (n >= outlen)
-		return 0;
-	memcpy(out, value, n);
+	size_t n = rkeys_live_head_put(out, st->standby, st->total, st->quick);
 	out[n] = '\0';
-	return (int)n;
+	return n;
 }
 
 static void stations_check(struct stations *s, uint32_t station, const char *stored)
 {
-	char want[48];
-	int len = stations_format(s, station, want, sizeof(want));
-	if (!stored ? len > 0 : len == 0 || strcmp(want, stored) != 0)
+	char want[RKEYS_LIVE_HEAD_MAX];
+	stations_head(s, station, want);
+	bool holds_any = s->list[station].total > 0;
+	if (!stored ? holds_any : !holds_any || strcmp(want, stored) != 0)
 		stations_mark(s, station);
 }
 
@@ -360,6 +356,12 @@ static long add_entry(struct table *t, const char *stat_id, size_t slen, const c
 	memcpy(e->stat_id, stat_id, slen);
 	memcpy(e->chger_id, chger_id, clen);
 	e->station = station;
+	struct station *st = &t->stations->list[station];
+	if (st->last_entry)
+		t->entries[st->last_entry - 1].next_in_station = (uint32_t)(index + 1);
+	else
+		st->first_entry = (uint32_t)(index + 1);
+	st->last_entry = (uint32_t)(index + 1);
 	t->slots[slot] = (uint32_t)(index + 1);
 	return (long)index;
 }
@@ -384,7 +386,7 @@ enum table_put table_put(struct table *t, const struct table_item *item)
 		if (e->flags & TABLE_GONE) {
 			/* listed again after its removal: new to Redis */
 			e->flags &= (uint8_t)~TABLE_GONE;
-			table_unstore(t, (long)index);
+			table_unstore(t, (long)index, false);
 			e->updated = item->updated;
 			e->stat = (uint8_t)item->stat;
 			changed = true;
@@ -433,16 +435,22 @@ uint16_t table_new_stamp(struct table *t)
 	return ++t->stamp;
 }
 
-void table_forget(struct table *t, const char *stat_id, const char *chger_id)
+size_t table_forget_unlisted(struct table *t, uint16_t stamp)
 {
-	size_t slen = strlen(stat_id), clen = strlen(chger_id);
-	if (slen > TABLE_STAT_ID_MAX || clen > TABLE_CHGER_ID_MAX)
-		return;
-	size_t slot = probe(t, stat_id, slen, chger_id, clen);
-	if (t->slots[slot]) {
-		t->entries[t->slots[slot] - 1].flags |= TABLE_GONE;
-		table_unstore(t, (long)t->slots[slot] - 1);
+	size_t forgotten = 0;
+	for (size_t i = 0; i < t->count; i++) {
+		struct table_entry *e = &t->entries[i];
+		/* stamped at or after the sweep's stamp (a later sweep may have
+		 * begun meanwhile; stamps wrap): listed since */
+		if ((e->flags & TABLE_GONE) || (uint16_t)(e->seen - stamp) < 0x8000)
+			continue;
+		/* a removal, not a seed: the stream hears of it */
+		e->flags = (uint8_t)((e->flags | TABLE_GONE) & ~TABLE_SEED);
+		if (!(e->flags & TABLE_DIRTY))
+			push_dirty(t, i);
+		forgotten++;
 	}
+	return forgotten;
 }
 
 long table_take_dirty(struct table *t)
@@ -515,20 +523,20 @@ static void count_share(struct table *t, const struct table_entry *e, int share_
 }
 
 /* Set an entry's stored state, keeping its station's counts; the station
- * becomes pending when its availability changed and mark_pending. */
+ * becomes pending (its value is to be written) when rewrite. */
 static void set_stored(struct table *t, struct table_entry *e, uint8_t stored_flags, uint8_t stat,
-		       int64_t updated, bool mark_pending)
+		       int64_t updated, bool rewrite)
 {
 	int before = share(e);
 	e->stored_flags = stored_flags;
 	e->stored_stat = stat;
 	e->stored_updated = updated;
 	int after = share(e);
-	if (before == after)
-		return;
-	count_share(t, e, before, -1);
-	count_share(t, e, after, 1);
-	if (mark_pending)
+	if (before != after) {
+		count_share(t, e, before, -1);
+		count_share(t, e, after, 1);
+	}
+	if (rewrite)
 		stations_mark(t->stations, e->station);
 }
 
@@ -547,11 +555,29 @@ size_t table_av_pending(const struct table *t)
 	return stations_pending(t->stations);
 }
 
-int table_av_format(const struct table *t, uint32_t station, const char **stat_id, char *out,
-		    size_t outlen)
+size_t table_station_format(const struct table *t, uint32_t station, const char **stat_id,
+			    struct buf *out)
 {
 	*stat_id = stations_id(t->stations, station);
-	return stations_format(t->stations, station, out, outlen);
+	const struct station *st = &t->stations->list[station];
+	buf_reset(out);
+	if (st->total == 0)
+		return 0;
+	char head[RKEYS_LIVE_HEAD_MAX];
+	buf_append(out, head, stations_head(t->stations, station, head));
+	size_t chargers = 0;
+	for (uint32_t x = st->first_entry; x; x = t->entries[x - 1].next_in_station) {
+		const struct table_entry *e = &t->entries[x - 1];
+		if (!(e->stored_flags & TABLE_STORED))
+			continue;
+		char charger[RKEYS_LIVE_CHARGER_MAX];
+		buf_append(out, charger,
+			   rkeys_live_charger_put(charger, e->chger_id, strlen(e->chger_id),
+						  e->stored_stat, e->stored_updated,
+						  e->stored_flags & TABLE_STORED_QUICK));
+		chargers++;
+	}
+	return buf_ok(out) ? chargers : 0;
 }
 
 void table_av_check(struct table *t, uint32_t station, const char *stored)
@@ -583,7 +609,10 @@ bool table_learn(struct table *t, const char *stat_id, size_t slen, const char *
 		t->entries[index].seen = (uint16_t)(t->stamp - 1);
 	}
 	struct table_entry *e = &t->entries[index];
-	if ((e->flags & TABLE_GONE) || updated > e->updated || !(e->updated || e->stat)) {
+	/* gone and still queued: a removal the writer has yet to make */
+	bool is_removing = (e->flags & TABLE_GONE) && (e->flags & TABLE_DIRTY);
+	if (!is_removing &&
+	    ((e->flags & TABLE_GONE) || updated > e->updated || !(e->updated || e->stat))) {
 		e->flags &= (uint8_t)~TABLE_GONE;
 		e->updated = updated;
 		e->stat = (uint8_t)stat;
@@ -604,8 +633,8 @@ void table_store(struct table *t, long index, bool status, bool stored_quick)
 		   status ? e->updated : e->stored_updated, true);
 }
 
-void table_unstore(struct table *t, long index)
+void table_unstore(struct table *t, long index, bool rewrite)
 {
 	struct table_entry *e = &t->entries[index];
-	set_stored(t, e, 0, 0, 0, false);
+	set_stored(t, e, 0, 0, 0, rewrite);
 }

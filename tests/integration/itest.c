@@ -1,5 +1,8 @@
 #include "itest.h"
 
+#include "model.h"
+#include "rkeys.h"
+
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -641,4 +644,33 @@ void itest_sim_admin(const struct itest_sim *sim, const char *what)
 	long status = itest_sim_get(sim, path, &body, NULL);
 	ck_assert_msg(status == 200, "%s: HTTP %ld %s", path, status, body ? body : "");
 	free(body);
+}
+
+char *itest_live_value_with(const char *old, size_t old_len, const char *chger_id, int stat,
+			    int64_t updated, bool quick)
+{
+	struct rkeys_charger list[64];
+	size_t n = 0, at;
+	struct rkeys_avail av;
+	if (old && rkeys_live_head(old, old_len, &av, &at))
+		while (n < 64 && rkeys_live_next(old, old_len, &at, &list[n]) == 1)
+			if (list[n].id_len != strlen(chger_id) ||
+			    memcmp(list[n].id, chger_id, list[n].id_len) != 0)
+				n++;
+	ck_assert_int_lt(n, 64);
+	list[n++] = (struct rkeys_charger){chger_id, strlen(chger_id), stat, updated, quick};
+	unsigned standby = 0, quick_standby = 0;
+	for (size_t i = 0; i < n; i++)
+		if (list[i].stat == MODEL_STATUS_STANDBY) {
+			standby++;
+			quick_standby += list[i].quick;
+		}
+	char *out = malloc(RKEYS_LIVE_HEAD_MAX + n * RKEYS_LIVE_CHARGER_MAX + 1);
+	ck_assert_ptr_nonnull(out);
+	size_t len = rkeys_live_head_put(out, standby, (unsigned)n, quick_standby);
+	for (size_t i = 0; i < n; i++)
+		len += rkeys_live_charger_put(out + len, list[i].id, list[i].id_len, list[i].stat,
+					      list[i].updated, list[i].quick);
+	out[len] = '\0';
+	return out;
 }

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* The variable's value; fails the test when unset. */
@@ -123,5 +124,12 @@ void itest_sim_admin(const struct itest_sim *sim, const char *what);
  * timeout_ms; returns bytes read into *reply (caller frees), -1 on error. */
 long itest_raw_exchange(int port, const char *request, size_t request_len, int timeout_ms,
 			char **reply);
+
+/* A station's value (rkeys.h) with one charger's status set (added, or
+ * replacing its own) and the counts recomputed: what realtimed would write.
+ * old: the value Redis holds (NULL: none; a malformed one counts as none).
+ * Returns a malloc'd string. */
+char *itest_live_value_with(const char *old, size_t old_len, const char *chger_id, int stat,
+			    int64_t updated, bool quick);
 
 #endif

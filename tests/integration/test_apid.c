@@ -500,14 +500,9 @@ START_TEST(live_state_follows_the_stream)
 	struct apid_env e;
 	fixture(&e, NULL);
 	/* ME000001/01 (STANDBY at load) starts charging: written as realtimed does */
-	char value[64], when[32];
+	char when[32];
 	long now = (long)time(NULL);
-	snprintf(when, sizeof(when), "%ld", now);
-	rkeys_status_format(value, sizeof(value), 3, now, false);
-	apid_redis(&e, 4, (const char *[]){"HSET", "ev:st:ME000001", "01", value});
-	apid_redis(&e, 11,
-		   (const char *[]){"XADD", RKEYS_CHANGES, "*", "s", "ME000001", "c", "01", "st",
-				    "3", "t", when});
+	apid_set_status(&e, "ME000001", "01", 3, now);
 	apid_wait_for(&e, "/stations/ME000001",
 		      "\"type\":\"DC_COMBO\",\"price\":null,\"capacity\":"
 		      "50.00,\"latestUpdateTime\"",

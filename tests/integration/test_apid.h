@@ -154,19 +154,27 @@ static __attribute__((unused)) void apid_redis(struct apid_env *e, int argc, con
 	freeReplyObject(r);
 }
 
-/* A charger's status as realtimed writes it (hash, then stream entry), with
- * the time `when_unix`. */
+/* A charger's status as realtimed writes it (the station's value, then a
+ * stream entry), with the time `when_unix`. */
 static __attribute__((unused)) void apid_set_status(struct apid_env *e, const char *station,
 						    const char *charger, int stat, long when_unix)
 {
-	char value[64], when[32], code[8];
+	char when[32], code[8];
 	long now = when_unix;
 	snprintf(when, sizeof(when), "%ld", now);
 	snprintf(code, sizeof(code), "%d", stat);
-	rkeys_status_format(value, sizeof(value), stat, now, false);
-	char key[RKEYS_KEY_MAX];
+	char key[RKEYS_KEY_MAX], err[256];
 	rkeys_station(key, sizeof(key), station);
-	apid_redis(e, 4, (const char *[]){"HSET", key, charger, value});
+	redisReply *old = e->redis && rds_is_usable(e->redis)
+				  ? rds_command(e->redis, 2, (const char *[]){"GET", key}, NULL, err,
+						sizeof(err))
+				  : NULL;
+	bool has_old = old && old->type == REDIS_REPLY_STRING;
+	char *value = itest_live_value_with(has_old ? old->str : NULL, has_old ? old->len : 0,
+					    charger, stat, now, false);
+	freeReplyObject(old);
+	apid_redis(e, 3, (const char *[]){"SET", key, value});
+	free(value);
 	apid_redis(e, 11,
 		   (const char *[]){"XADD", RKEYS_CHANGES, "*", "s", station, "c", charger, "st",
 				    code, "t", when});

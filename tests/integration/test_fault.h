@@ -76,13 +76,12 @@ static __attribute__((unused)) long fault_redis_mismatches(const char *redis_url
 		char key[RKEYS_KEY_MAX], want[64];
 		rkeys_station(key, sizeof(key), cs[i].stat_id);
 		rkeys_status_format(want, sizeof(want), cs[i].stat, cs[i].updated, false);
-		redisReply *x = rds_command(r, 3, (const char *[]){"HGET", key, cs[i].chger_id}, NULL,
-					    err, sizeof(err));
-		int stat;
-		int64_t updated;
+		redisReply *x =
+			rds_command(r, 2, (const char *[]){"GET", key}, NULL, err, sizeof(err));
+		struct rkeys_charger c;
 		bool ok = x && x->type == REDIS_REPLY_STRING &&
-			  rkeys_status_parse(x->str, &stat, &updated, NULL) && stat == cs[i].stat &&
-			  updated == (int64_t)cs[i].updated;
+			  rkeys_live_find(x->str, x->len, cs[i].chger_id, &c) &&
+			  c.stat == cs[i].stat && c.updated == (int64_t)cs[i].updated;
 		if (!ok && !bad++)
 			snprintf(why, whylen, "%s/%s: redis %s, simulator %s", cs[i].stat_id,
 				 cs[i].chger_id, x && x->type == REDIS_REPLY_STRING ? x->str : "(none)",

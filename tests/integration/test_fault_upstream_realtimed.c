@@ -54,7 +54,7 @@ START_TEST(realtimed_under_fault)
 		char err[256];
 		struct rds *r = rds_new(redis.url, 2000, err, sizeof(err));
 		ck_assert_msg(r, "%s", err);
-		/* nothing was fetched, so nothing is written: no station hash */
+		/* nothing was fetched, so nothing is written: no station key */
 		redisReply *x = rds_command(r, 2, (const char *[]){"KEYS", "ev:st:*"}, NULL, err,
 					    sizeof(err));
 		ck_assert_msg(x && x->type == REDIS_REPLY_ARRAY, "%s", err);

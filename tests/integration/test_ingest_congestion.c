@@ -507,7 +507,7 @@ START_TEST(rows_equal_redis_counters)
 	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:cg:NOCOLON", "x"}, NULL);
 	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:cg:BAD\x01:01", "x"}, NULL);
 	/* other keys of the layout are not counters */
-	redis_cmd(e.r, 4, (const char *[]){"HSET", "ev:st:ST000000", "01", "2:1732500000"}, NULL);
+	redis_cmd(e.r, 3, (const char *[]){"SET", "ev:st:ST000000", "1:1:0 01=2:1732500000"}, NULL);
 
 	char *out = NULL;
 	int rc = ingest(&e, NULL, NULL, NULL, &out);

@@ -96,10 +96,9 @@ START_TEST(deltas_applied_older_never_wins)
 	ck_assert_int_eq(atoll(fields->element[7]->str), (long long)t0);
 	freeReplyObject(x);
 	char key[RKEYS_KEY_MAX];
-	rkeys_station(key, sizeof(key), cs[10].stat_id);
-	char *av = get_string(e.r, "HGET", key, RKEYS_AVAIL_FIELD, NULL);
+	char *av = stored_availability(e.r, cs[10].stat_id);
 	int standby, total, quick;
-	ck_assert(av && rkeys_avail_parse(av, &standby, &total, &quick));
+	ck_assert(av && sscanf(av, "%d:%d:%d", &standby, &total, &quick) == 3);
 	long want_standby = 0, want_total = 0;
 	for (long i = 0; i < n; i++)
 		if (strcmp(cs[i].stat_id, cs[10].stat_id) == 0) {
@@ -136,7 +135,13 @@ START_TEST(deltas_applied_older_never_wins)
 	rkeys_station(key, sizeof(key), cs[12].stat_id);
 	char newer[64];
 	rkeys_status_format(newer, sizeof(newer), 4, t0 + 100000, cs[12].quick);
-	freeReplyObject(CMD(e.r, "HSET", key, cs[12].chger_id, newer));
+	size_t old_len = 0;
+	char *old = get_string(e.r, "GET", key, NULL, &old_len);
+	char *value = itest_live_value_with(old, old_len, cs[12].chger_id, 4, t0 + 100000,
+					    cs[12].quick);
+	freeReplyObject(CMD(e.r, "SET", key, value));
+	free(old);
+	free(value);
 	freeReplyObject(CMD(e.r, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"));
 	sim_set_status(&e.sim, 12, 2); /* at t0 + 60: newer than the table knows */
 	long deadline = now_ms() + 8000;
@@ -278,16 +283,25 @@ END_TEST
 
 /* ---- chargers removed upstream ---- */
 
-/* Charger fields over every station hash in Redis. */
+/* Chargers over every station value in Redis (each well-formed). */
 static long redis_chargers(struct rds *r)
 {
-	redisReply *x = CMD(r, "EVAL",
-			    "local n = 0 for _, k in ipairs(redis.call('KEYS', 'ev:st:*')) do "
-			    "n = n + redis.call('HLEN', k) - redis.call('HEXISTS', k, ARGV[1]) end "
-			    "return n",
-			    "0", RKEYS_AVAIL_FIELD);
-	long n = (long)x->integer;
-	freeReplyObject(x);
+	redisReply *keys = CMD(r, "KEYS", RKEYS_STATION_PREFIX "*");
+	long n = 0;
+	for (size_t k = 0; k < keys->elements; k++) {
+		size_t len = 0, at;
+		char *value = get_string(r, "GET", keys->element[k]->str, NULL, &len);
+		struct rkeys_avail av;
+		struct rkeys_charger c;
+		ck_assert_msg(value && rkeys_live_head(value, len, &av, &at), "%s: %s",
+			      keys->element[k]->str, value ? value : "(not a string)");
+		int next;
+		while ((next = rkeys_live_next(value, len, &at, &c)) == 1)
+			n++;
+		ck_assert_msg(next == 0, "%s: malformed %s", keys->element[k]->str, value);
+		free(value);
+	}
+	freeReplyObject(keys);
 	return n;
 }
 
@@ -315,7 +329,7 @@ static bool has_charger(const struct charger *cs, long n, const struct charger *
 
 /* The simulator's next epoch removes chargers (and whole stations): a
  * partial sweep removes nothing; the next complete one removes exactly
- * them from the station hashes, their availability recomputed, emptied
+ * them from the station values, their availability recomputed, emptied
  * stations' keys deleted, and counts them. */
 START_TEST(complete_sweep_removes_chargers_gone_upstream)
 {
@@ -434,12 +448,12 @@ static long redis_keys(struct rds *r, const char *pattern)
 	return n;
 }
 
-/* A Redis written by layout 1 (rkeys.h: no quick flag in the values, the
- * quick set and the availability in keys of their own): realtimed reads
- * its statuses, writes the quick flags and the availability field, and
- * after its first complete sweep no layout-1 key is left (nor a station
- * hash with no charger's field). */
-START_TEST(layout1_station_keys_upgrade)
+/* A Redis written by layouts 2 and 1 (rkeys.h: a hash per station, "_av"
+ * its availability; layout 1's ev:av and ev:qk keys beside), whose
+ * heartbeat claims a recent poll and sweep but names no layout: realtimed
+ * rewrites every station as a layout-3 string from a sweep, and after it no
+ * key of an older layout is left (a station hash nobody lists included). */
+START_TEST(older_layout_station_keys_upgrade)
 {
 	struct env e;
 	env_start(&e, 600, NULL);
@@ -449,8 +463,8 @@ START_TEST(layout1_station_keys_upgrade)
 	for (long i = 0; i < n; i++) {
 		char key[RKEYS_KEY_MAX], value[64];
 		rkeys_station(key, sizeof(key), cs[i].stat_id);
-		rkeys_status_format(value, sizeof(value), cs[i].stat, cs[i].updated, false);
-		freeReplyObject(CMD(e.r, "HSET", key, cs[i].chger_id, value));
+		rkeys_status_format(value, sizeof(value), cs[i].stat, cs[i].updated, cs[i].quick);
+		freeReplyObject(CMD(e.r, "HSET", key, cs[i].chger_id, value, "_av", "0:1:0"));
 		snprintf(key, sizeof(key), RKEYS_LEGACY_AVAIL_PREFIX "%s", cs[i].stat_id);
 		freeReplyObject(CMD(e.r, "SET", key, "0:1:0"));
 		if (cs[i].quick) {
@@ -461,25 +475,31 @@ START_TEST(layout1_station_keys_upgrade)
 	}
 	ck_assert_int_gt(quick, 0);
 	ck_assert_int_gt(redis_keys(e.r, RKEYS_LEGACY_AVAIL_PREFIX "*"), 0);
-	/* a station hash holding an availability and no charger: deleted too */
-	freeReplyObject(CMD(e.r, "HSET", RKEYS_STATION_PREFIX "ZZ000000", RKEYS_AVAIL_FIELD, "1:1:0"));
-	char *extra[] = {"REALTIMED_SWEEP_INTERVAL=2", NULL};
+	/* a station hash (layout 2) no sweep lists: deleted too */
+	freeReplyObject(CMD(e.r, "HSET", RKEYS_STATION_PREFIX "ZZ000000", "01", "2:1732500000"));
+	char recent[32];
+	snprintf(recent, sizeof(recent), "%ld", now_ms());
+	freeReplyObject(CMD(e.r, "HSET", RKEYS_HEARTBEAT, "poll_ok_ms", recent, "sweep_ok_ms", "1"));
+	char *extra[] = {"REALTIMED_SWEEP_INTERVAL=3600", NULL};
 	struct rt rt;
 	rt_start(&e, &rt, "a", extra);
-	wait_bootstrap(&e);
+	wait_hb(e.r, "sweep_ok_ms", 2, 30000);
 	long deadline = now_ms() + 20000;
 	while (redis_keys(e.r, RKEYS_LEGACY_AVAIL_PREFIX "*") +
 		       redis_keys(e.r, RKEYS_LEGACY_QUICK_PREFIX "*") +
 		       redis_keys(e.r, RKEYS_STATION_PREFIX "ZZ000000") >
 	       0) {
-		ck_assert_msg(now_ms() < deadline, "layout 1's keys, or a hash of no charger, still there");
+		ck_assert_msg(now_ms() < deadline, "keys of an older layout still there");
 		usleep(100000);
 	}
 	char why[512];
 	long bad = mismatches(e.r, cs, n, why, sizeof(why));
 	ck_assert_msg(bad == 0, "%ld of %ld chargers differ; first %s", bad, n, why);
 	assert_availability(e.r, cs, n);
-	ck_assert_int_eq(redis_chargers(e.r), n);
+	ck_assert_int_eq(redis_chargers(e.r), n); /* every station key a well-formed string */
+	char *layout = get_string(e.r, "HGET", RKEYS_HEARTBEAT, "layout", NULL);
+	ck_assert_str_eq(layout, RKEYS_LIVE_LAYOUT);
+	free(layout);
 	/* nothing changed but the layout: no stream entry, no charger removed */
 	redisReply *x = CMD(e.r, "XLEN", RKEYS_CHANGES);
 	ck_assert_int_eq(x->integer, 0);
@@ -743,7 +763,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, deltas_applied_older_never_wins);
 	tcase_add_test(tc, redis_restart_converges);
 	tcase_add_test(tc, complete_sweep_removes_chargers_gone_upstream);
-	tcase_add_test(tc, layout1_station_keys_upgrade);
+	tcase_add_test(tc, older_layout_station_keys_upgrade);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("outage");
 	tcase_set_timeout(tc, 150);

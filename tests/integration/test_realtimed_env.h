@@ -232,12 +232,32 @@ static char *get_string(struct rds *r, const char *cmd, const char *key, const c
 	return out;
 }
 
-/* Charger i's value in Redis, "stat:unix[:q]", or NULL. */
+/* Charger c's status in its station's value in Redis (rkeys.h), written
+ * "stat:unix[:q]", or NULL. */
 static char *stored_status(struct rds *r, const struct charger *c)
 {
 	char key[RKEYS_KEY_MAX];
 	rkeys_station(key, sizeof(key), c->stat_id);
-	return get_string(r, "HGET", key, c->chger_id, NULL);
+	size_t len = 0;
+	char *value = get_string(r, "GET", key, NULL, &len), *out = NULL;
+	struct rkeys_charger found;
+	if (value && rkeys_live_find(value, len, c->chger_id, &found)) {
+		out = malloc(64);
+		rkeys_status_format(out, 64, found.stat, found.updated, found.quick);
+	}
+	free(value);
+	return out;
+}
+
+/* A station value's head, its counts "standby:total:quick" (NULL: no value). */
+static char *stored_availability(struct rds *r, const char *stat_id)
+{
+	char key[RKEYS_KEY_MAX];
+	rkeys_station(key, sizeof(key), stat_id);
+	char *value = get_string(r, "GET", key, NULL, NULL);
+	if (value)
+		value[strcspn(value, " ")] = '\0';
+	return value;
 }
 
 /* Chargers whose stored status differs from the simulator's (the first
@@ -433,7 +453,7 @@ static long assert_availability(struct rds *r, const struct charger *cs, long n)
 		char key[RKEYS_KEY_MAX], want[64];
 		rkeys_station(key, sizeof(key), cs[i].stat_id);
 		snprintf(want, sizeof(want), "%ld:%ld:%ld", standby, j - i, quick_standby);
-		char *got = get_string(r, "HGET", key, RKEYS_AVAIL_FIELD, NULL);
+		char *got = stored_availability(r, cs[i].stat_id);
 		ck_assert_msg(got && strcmp(got, want) == 0, "%s: %s, want %s", key,
 			      got ? got : "(none)", want);
 		free(got);

@@ -138,9 +138,10 @@ START_TEST(table_seed_and_quick_flags)
 }
 END_TEST
 
-/* The stations' availability: counted from what the writer stores, pending
- * once per change, taken oldest first or claimed by the writer writing the
- * station's chargers (then skipped by take). */
+/* The stations' values: the availability counted from what the writer
+ * stores, then each stored charger; pending once per store, taken oldest
+ * first or claimed by the writer writing the station's chargers (then
+ * skipped by take). */
 START_TEST(table_availability_take_and_claim)
 {
 	struct table *t = table_new();
@@ -158,11 +159,12 @@ START_TEST(table_availability_take_and_claim)
 	ck_assert_int_eq(table_av_pending(t), 3);
 	uint32_t st1 = table_at(t, index[0])->station, st2 = table_at(t, index[2])->station,
 		 st3 = table_at(t, index[3])->station;
-	char value[48];
+	struct buf value;
+	buf_init(&value);
 	const char *sid;
-	ck_assert_int_eq(table_av_format(t, st1, &sid, value, sizeof(value)), 5);
+	ck_assert_uint_eq(table_station_format(t, st1, &sid, &value), 2);
 	ck_assert_str_eq(sid, "ST000001");
-	ck_assert_str_eq(value, "2:2:1");
+	ck_assert_str_eq(buf_cstr(&value), "2:2:1 01=2:100 02=2:100:q");
 	/* the writer claims station 2 (it writes its chargers): take skips it */
 	ck_assert(table_av_claim(t, st2));
 	ck_assert(!table_av_claim(t, st2));
@@ -175,8 +177,19 @@ START_TEST(table_availability_take_and_claim)
 	ck_assert_uint_eq(table_av_take(t), st3);
 	ck_assert_uint_eq(table_av_take(t), 0);
 	ck_assert_int_eq(table_av_pending(t), 0);
-	ck_assert_int_eq(table_av_format(t, st2, &sid, value, sizeof(value)), 5);
-	ck_assert_str_eq(value, "1:1:1");
+	ck_assert_uint_eq(table_station_format(t, st2, &sid, &value), 1);
+	ck_assert_str_eq(buf_cstr(&value), "1:1:1 01=2:100:q");
+	/* a charger no longer stored leaves the value; none left: no value */
+	table_unstore(t, index[2], true);
+	ck_assert_int_eq(table_av_pending(t), 1);
+	ck_assert_uint_eq(table_av_take(t), st2);
+	ck_assert_uint_eq(table_station_format(t, st2, &sid, &value), 0);
+	ck_assert_uint_eq(value.len, 0);
+	table_unstore(t, index[1], true);
+	ck_assert_uint_eq(table_av_take(t), st1);
+	ck_assert_uint_eq(table_station_format(t, st1, &sid, &value), 1);
+	ck_assert_str_eq(buf_cstr(&value), "1:1:0 01=2:100");
+	buf_free(&value);
 	/* claimed then changed: pending again, taken once */
 	table_store(t, index[3], true, true);
 	ck_assert(table_av_claim(t, st3));
@@ -188,28 +201,52 @@ START_TEST(table_availability_take_and_claim)
 }
 END_TEST
 
-/* A charger's value: "<stat>:<unix>[:q]" both ways; anything else refused. */
+/* A station's value (rkeys.h layout 3): written and read back; a charger's
+ * part as snprintf would write it; anything malformed refused. */
 START_TEST(rkeys_status_values)
 {
-	char v[32];
-	int stat;
-	int64_t when;
-	bool quick;
+	char v[RKEYS_LIVE_CHARGER_MAX + RKEYS_LIVE_HEAD_MAX];
 	ck_assert_int_eq(rkeys_status_format(v, sizeof(v), 2, 1732500000, true), 14);
 	ck_assert_str_eq(v, "2:1732500000:q");
-	ck_assert(rkeys_status_parse(v, &stat, &when, &quick));
-	ck_assert(stat == 2 && when == 1732500000 && quick);
-	rkeys_status_format(v, sizeof(v), 9, 7, false);
-	ck_assert_str_eq(v, "9:7");
-	ck_assert(rkeys_status_parse(v, &stat, &when, &quick));
-	ck_assert(stat == 9 && when == 7 && !quick);
-	ck_assert(rkeys_status_parse("3:5", &stat, &when, NULL));
-	const char *bad[] = {"", "2", "2:", ":5", "2:5:", "2:5:x", "2:5:qq", "2:5:q:q", "2:5 ",
-			     "1:2:0", "100:5"};
-	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
-		ck_assert_msg(!rkeys_status_parse(bad[k], &stat, &when, &quick), "%s", bad[k]);
-	ck_assert(rkeys_is_charger_field("01"));
-	ck_assert(!rkeys_is_charger_field(RKEYS_AVAIL_FIELD));
+	size_t n = rkeys_live_head_put(v, 1, 12, 0);
+	n += rkeys_live_charger_put(v + n, "01", 2, 2, 1732500000, true);
+	n += rkeys_live_charger_put(v + n, "A7", 2, 9, 7, false);
+	ck_assert_str_eq((v[n] = '\0', v), "1:12:0 01=2:1732500000:q A7=9:7");
+	struct rkeys_avail av;
+	struct rkeys_charger c;
+	size_t at;
+	ck_assert(rkeys_live_head(v, n, &av, &at));
+	ck_assert(av.standby == 1 && av.total == 12 && av.quick_standby == 0 && at == 6);
+	ck_assert_int_eq(rkeys_live_next(v, n, &at, &c), 1);
+	ck_assert(c.id_len == 2 && memcmp(c.id, "01", 2) == 0 && c.stat == 2 &&
+		  c.updated == 1732500000 && c.quick);
+	ck_assert_int_eq(rkeys_live_next(v, n, &at, &c), 1);
+	ck_assert(c.id_len == 2 && memcmp(c.id, "A7", 2) == 0 && c.stat == 9 && c.updated == 7 &&
+		  !c.quick);
+	ck_assert_int_eq(rkeys_live_next(v, n, &at, &c), 0);
+	ck_assert(rkeys_live_find(v, n, "A7", &c) && c.stat == 9);
+	ck_assert(!rkeys_live_find(v, n, "A", &c));
+	ck_assert(!rkeys_live_find(v, n, "02", &c));
+	/* a station with no charger is no value; the head alone still parses */
+	ck_assert(rkeys_live_head("0:0:0", 5, &av, &at) && at == 5);
+	ck_assert_int_eq(rkeys_live_next("0:0:0", 5, &at, &c), 0);
+	const char *bad_head[] = {"", "1", "1:2", "1:2:", ":1:2", "1:2:3x", "1:2:3:", "a:b:c",
+				  "99999999999:1:1"};
+	for (size_t k = 0; k < sizeof(bad_head) / sizeof(bad_head[0]); k++)
+		ck_assert_msg(!rkeys_live_head(bad_head[k], strlen(bad_head[k]), &av, &at), "%s",
+			      bad_head[k]);
+	const char *bad[] = {"0:1:0 ", "0:1:0 01", "0:1:0 01=", "0:1:0 01=2", "0:1:0 01=2:",
+			     "0:1:0 =2:5", "0:1:0 01=2:5:", "0:1:0 01=2:5:x", "0:1:0 01=2:5:qq",
+			     "0:1:0 01=2:5:q:q", "0:1:0 01=2:5  02=2:5", "0:1:0 01=100:5",
+			     "0:1:0 01=2:5x"};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		size_t len = strlen(bad[k]);
+		ck_assert(rkeys_live_head(bad[k], len, &av, &at));
+		int next;
+		while ((next = rkeys_live_next(bad[k], len, &at, &c)) == 1)
+			;
+		ck_assert_msg(next == -1, "%s", bad[k]);
+	}
 	/* written by hand, as snprintf would: the whole length, a cut copy */
 	ck_assert_int_eq(rkeys_status_format(v, sizeof(v), 0, 0, false), 3);
 	ck_assert_str_eq(v, "0:0");
@@ -217,8 +254,10 @@ START_TEST(rkeys_status_values)
 	ck_assert_str_eq(v, "7:9223372036854775807:q");
 	ck_assert_int_eq(rkeys_status_format(v, 5, 2, 1732500000, true), 14);
 	ck_assert_str_eq(v, "2:17");
-	rkeys_status_format(v, sizeof(v), 2, -5, false); /* before 1970: still read back */
-	ck_assert(rkeys_status_parse(v, &stat, &when, &quick) && when == -5);
+	/* before 1970: still read back */
+	n = rkeys_live_head_put(v, 0, 1, 0);
+	n += rkeys_live_charger_put(v + n, "01", 2, 2, -5, false);
+	ck_assert(rkeys_live_find(v, n, "01", &c) && c.updated == -5);
 	char key[RKEYS_KEY_MAX];
 	ck_assert_int_eq(rkeys_station(key, sizeof(key), "ME000001"), 14);
 	ck_assert_str_eq(key, RKEYS_STATION_PREFIX "ME000001");
@@ -246,9 +285,15 @@ START_TEST(table_stamps_and_gone)
 	ck_assert_int_eq(put(t, item("ME000001", "01", 2, 1000)), TABLE_KEPT);
 	ck_assert_int_eq(table_find(t, "ME000001", "01")->seen, sweep);
 	ck_assert_int_ne(table_find(t, "ME000001", "02")->seen, sweep);
-	/* gone: a re-apply skips it; listed again, even older, it is new */
-	table_forget(t, "ME000001", "02");
-	table_forget(t, "ME000009", "01"); /* unknown: nothing */
+	/* not listed by the sweep: gone, and queued (as a change) for the writer */
+	ck_assert_uint_eq(table_forget_unlisted(t, sweep), 1);
+	ck_assert_uint_eq(table_forget_unlisted(t, sweep), 0);
+	ck_assert_int_eq(table_dirty_count(t), 1);
+	const struct table_entry *gone = table_at(t, table_take_dirty(t));
+	ck_assert_str_eq(gone->chger_id, "02");
+	ck_assert(gone->flags & TABLE_GONE);
+	ck_assert(!(gone->flags & TABLE_SEED));
+	/* a re-apply skips it; listed again, even older, it is new */
 	table_mark_all_dirty(t);
 	ck_assert_int_eq(table_dirty_count(t), 1);
 	ck_assert_str_eq(table_at(t, table_take_dirty(t))->chger_id, "01");
