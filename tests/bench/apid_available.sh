@@ -6,14 +6,14 @@
 #   target: the filtered rate within 10% of the unfiltered one (ratio >= 0.90).
 # Data (bench_seed_grid): 10,000 stations of 2 chargers in a 1 x 1 degree area; each charger
 # stands by with probability 0.3 (about half the stations have one free).
-# 10 s runs (BENCH_QUICK=1: 3 s). Starts its own PostgreSQL and Redis; run it
+# 10 s runs (BENCH_QUICK=1: 1 s). Starts its own PostgreSQL and Redis; run it
 # under `flock /tmp/bench.lock` on a shared machine.
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 bench_init apid_available wrk psql curl bc
 DURATION=10s
-[ "$QUICK" = 1 ] && DURATION=3s
+[ "$QUICK" = 1 ] && DURATION=1s
 WRK=(wrk -t2 -c64 -d"$DURATION" --latency)
 
 bench_stores pg redis

@@ -8,7 +8,7 @@
 #   same wrk run without the streams, just before, is the reference (p99 and
 #   requests/s, and their ratio).
 # Sizes: 10,000 stations of 2 chargers in a 1 x 1 degree area; 10 s wrk runs
-# (BENCH_QUICK=1: 5 s, 500 clients). Starts its own PostgreSQL and Redis
+# (BENCH_QUICK=1: 3 s, 500 clients). Starts its own PostgreSQL and Redis
 # (tests/harness/stores.sh) in a temp dir; everything it started is stopped
 # on exit. Run it under `flock /tmp/bench.lock` on a shared machine.
 set -euo pipefail
@@ -16,7 +16,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_init apid_feed wrk psql redis-cli curl cc bc
 if [ "$QUICK" = 1 ]; then
-	CLIENTS=500 DURATION=5s
+	CLIENTS=500 DURATION=3s
 else
 	CLIENTS=1000 DURATION=10s
 fi

@@ -2,7 +2,7 @@
 # apid_stations.sh: apid against nginx serving the same bytes, in one run.
 #   GET /stations for a box of about 100 stations, GET /stations/{id},
 #   GET /stations/{id}/statistics over stations with congestion counters,
-#   each with wrk -t2 -c64 (10 s; 3 s with BENCH_QUICK=1), against nginx
+#   each with wrk -t2 -c64 (10 s; 1 s with BENCH_QUICK=1), against nginx
 #   (nginx-light, non-daemon on a free port) serving static files of the
 #   same bytes with the same wrk settings; then two read-model rebuilds under
 #   /stations load (no request may fail): each rebuild's wall time and its
@@ -20,7 +20,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${TEST_BIN:-$ROOT/bin}
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-	CHARGERS=20000 COUNTED=5000 DURATION=3s
+	CHARGERS=20000 COUNTED=5000 DURATION=1s
 else
 	CHARGERS=500000 COUNTED=230000 DURATION=10s
 fi
