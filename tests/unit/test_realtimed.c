@@ -307,6 +307,37 @@ START_TEST(table_stamps_and_gone)
 }
 END_TEST
 
+/* A removal queued but not yet written (its block failed: the writer loads
+ * what Redis holds again) stays a removal: the load finds the charger still
+ * in Redis, as stored, and the writer then removes it. Once written, a
+ * charger Redis holds again is adopted. */
+START_TEST(table_removal_survives_a_load)
+{
+	struct table *t = table_new();
+	ck_assert_int_eq(put(t, item("ME000001", "01", 2, 1000)), TABLE_NEWER);
+	long index = table_take_dirty(t);
+	table_store(t, index, true, false);
+	uint16_t sweep = table_new_stamp(t);
+	ck_assert_uint_eq(table_forget_unlisted(t, sweep), 1);
+	table_requeue(t, table_take_dirty(t)); /* taken, the block failed */
+	table_stored_reset(t);
+	ck_assert(table_learn(t, "ME000001", 8, "01", 2, 2, 1000, false));
+	const struct table_entry *e = table_at(t, index);
+	ck_assert(e->flags & TABLE_GONE);
+	ck_assert(e->flags & TABLE_DIRTY);
+	ck_assert(e->stored_flags & TABLE_STORED);
+	/* written: Redis no longer holds it; a later load that finds it again
+	 * (another writer put it back) adopts it */
+	ck_assert_int_eq(table_take_dirty(t), index);
+	table_unstore(t, index, true);
+	table_stored_reset(t);
+	ck_assert(table_learn(t, "ME000001", 8, "01", 2, 3, 1100, false));
+	ck_assert(!(e->flags & TABLE_GONE));
+	ck_assert_int_eq(e->stat, 3);
+	table_free(t);
+}
+END_TEST
+
 START_TEST(table_grows)
 {
 	struct table *t = table_new();
@@ -472,6 +503,7 @@ Suite *test_suite(void)
 	tcase_add_test(tc, table_availability_take_and_claim);
 	tcase_add_test(tc, rkeys_status_values);
 	tcase_add_test(tc, table_stamps_and_gone);
+	tcase_add_test(tc, table_removal_survives_a_load);
 	tcase_add_test(tc, table_grows);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("rbound");
