@@ -194,25 +194,32 @@ if [ "$MODE" = all ] || [ "$MODE" = integration ]; then
 	slow="test_ingest_chargers:6 test_ingest_congestion:4 test_realtimed:3 test_sim_format:3
 	      test_deploy_metrics:1 test_sim_model:2 test_fault_upstream_ingestd:3
 	      test_fault_upstream_realtimed:3 test_realtimed_lease:2"
-	for entry in $slow; do
-		[ -x "$B/integration/${entry%%:*}" ] && run_integration "$B/integration/${entry%%:*}" "${entry##*:}"
-	done
 	# TEST_DEFER=FILE:name,name (CI: Chromium installs while the tests run)
 	# starts those binaries last, once FILE exists (or after 20 min: then
-	# they report what they miss).
+	# they report what they miss); a slow one keeps its shards.
 	defer=${TEST_DEFER:-}
 	defer_file=${defer%%:*} deferred=" ${defer#*:} "
 	deferred=${deferred//,/ }
+	is_deferred() { [ -n "$defer" ] && [[ $deferred == *" $1 "* ]]; }
+	shards_of() {
+		local entry
+		for entry in $slow; do [ "${entry%%:*}" = "$1" ] && { echo "${entry##*:}"; return; }; done
+		echo 1
+	}
+	for entry in $slow; do
+		is_deferred "${entry%%:*}" && continue
+		[ -x "$B/integration/${entry%%:*}" ] && run_integration "$B/integration/${entry%%:*}" "${entry##*:}"
+	done
 	for bin in "$B"/integration/test_*; do
 		[[ " $slow " == *" $(basename "$bin"):"* ]] && continue
-		[ -n "$defer" ] && [[ $deferred == *" $(basename "$bin") "* ]] && continue
+		is_deferred "$(basename "$bin")" && continue
 		[ -x "$bin" ] && [[ $bin != *.d && $bin != *.o ]] && run_integration "$bin"
 	done
 	if [ -n "$defer" ]; then
 		waited=0
 		while [ ! -e "$defer_file" ] && [ $waited -lt 1200 ]; do sleep 1; waited=$((waited + 1)); done
 		for name in $deferred; do
-			[ -x "$B/integration/$name" ] && run_integration "$B/integration/$name"
+			[ -x "$B/integration/$name" ] && run_integration "$B/integration/$name" "$(shards_of "$name")"
 		done
 	fi
 	reap_all
