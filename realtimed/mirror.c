@@ -89,17 +89,14 @@ static void learn_station(struct mirror *m, const redisReply *st)
 	uint32_t station = 0; /* an index: learning may move the table's entries */
 	int next = 0;
 	while (is_whole && (next = rkeys_live_next(v, len, &at, &c)) == 1) {
-		if (!table_learn(m->table, sid, slen, c.id, c.id_len, c.stat, c.updated, c.quick)) {
+		uint32_t learnt =
+			table_learn(m->table, sid, slen, c.id, c.id_len, c.stat, c.updated, c.quick);
+		if (!learnt) {
 			is_whole = false; /* an id too long: the value is rewritten without it */
 			continue;
 		}
 		m->loaded++;
-		if (!station) {
-			char cid[TABLE_CHGER_ID_MAX + 1];
-			memcpy(cid, c.id, c.id_len);
-			cid[c.id_len] = '\0';
-			station = table_find(m->table, sid, cid)->station;
-		}
+		station = learnt;
 	}
 	if (!station)
 		return; /* nothing realtimed knows: the next complete sweep's cleanup */

@@ -100,7 +100,6 @@ static void on_cleanup_reply(void *arg, const redisReply *reply)
 	}
 	if (deleted > 0)
 		log_info("prune: deleted %lld keys of an older layout (rkeys.h)", deleted);
-	p->stats.legacy_keys += (uint64_t)deleted;
 	next_page(p);
 }
 
@@ -195,7 +194,6 @@ void prune_start(struct prune *p, uint16_t stamp)
 {
 	prune_cancel(p);
 	size_t forgotten = table_forget_unlisted(p->table, stamp);
-	p->stats.forgotten += forgotten;
 	if (forgotten > 0)
 		log_info("prune: removed %zu chargers the complete sweep no longer lists",
 			 forgotten);

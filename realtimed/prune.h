@@ -36,8 +36,6 @@
 #include "table.h"
 
 struct prune_stats {
-	uint64_t forgotten;   /* chargers marked gone, ever */
-	uint64_t legacy_keys; /* older layouts' keys deleted, ever */
 	uint64_t walks_done, walks_failed;
 };
 

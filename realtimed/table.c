@@ -592,19 +592,19 @@ void table_stored_reset(struct table *t)
 	stations_reset(t->stations);
 }
 
-bool table_learn(struct table *t, const char *stat_id, size_t slen, const char *chger_id,
-		 size_t clen, int stat, int64_t updated, bool stored_quick)
+uint32_t table_learn(struct table *t, const char *stat_id, size_t slen, const char *chger_id,
+		     size_t clen, int stat, int64_t updated, bool stored_quick)
 {
 	if (slen == 0 || slen > TABLE_STAT_ID_MAX || clen == 0 || clen > TABLE_CHGER_ID_MAX ||
 	    stat < 0 || stat > UINT8_MAX)
-		return false;
+		return 0;
 	size_t slot = probe(t, stat_id, slen, chger_id, clen);
 	long index;
 	if (t->slots[slot]) {
 		index = (long)t->slots[slot] - 1;
 	} else {
 		if ((index = add_entry(t, stat_id, slen, chger_id, clen)) < 0)
-			return false;
+			return 0;
 		/* not listed by a sweep in progress: prune.c judges it by the sweep */
 		t->entries[index].seen = (uint16_t)(t->stamp - 1);
 	}
@@ -621,7 +621,7 @@ bool table_learn(struct table *t, const char *stat_id, size_t slen, const char *
 		t->newest = updated;
 	set_stored(t, e, (uint8_t)(TABLE_STORED | (stored_quick ? TABLE_STORED_QUICK : 0)),
 		   (uint8_t)stat, updated, false);
-	return true;
+	return e->station;
 }
 
 void table_store(struct table *t, long index, bool status, bool stored_quick)

@@ -125,8 +125,9 @@ int64_t table_newest(const struct table *t);
 void table_stored_reset(struct table *t);
 /* A charger a load found in Redis: its entry (added when unknown: not
  * dirty, not listed by a sweep in progress; a newer stored status is
- * adopted) gets the stored state. False on a bad id or no memory. */
-bool table_learn(struct table *t, const char *stat_id, size_t stat_id_len, const char *chger_id,
+ * adopted) gets the stored state. Returns its station (entry->station),
+ * 0 on a bad id or no memory. */
+uint32_t table_learn(struct table *t, const char *stat_id, size_t stat_id_len, const char *chger_id,
 		 size_t chger_id_len, int stat, int64_t updated, bool stored_quick) MUSTCHECK;
 /* A write is queued: Redis will hold the entry's status (when status),
  * and its quick flag as given. Its station becomes pending (its value is
