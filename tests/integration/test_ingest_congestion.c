@@ -754,6 +754,14 @@ START_TEST(second_run_refused)
 	     i < 2000 && q(e.conn, "SELECT count(*) FROM ingest_run WHERE status = 'running'") == 0;
 	     i++)
 		usleep(5000);
+	/* the run's ingest_run row held: it cannot record its end, so it stays
+	 * in progress (its lock held) until both others were refused, however
+	 * fast it reads Redis beside two sanitized start-ups on a loaded machine */
+	PGconn *holder = itest_pg_connect(e.db);
+	PQclear(itest_pg_exec(holder, "BEGIN"));
+	ck_assert_int_eq(q(holder, "SELECT count(*) FROM (SELECT id FROM ingest_run WHERE status = "
+				   "'running' FOR UPDATE) AS held"),
+			 1);
 	char *out = NULL;
 	ck_assert_int_eq(ingest(&e, NULL, NULL, NULL, &out), 75);
 	assert_contains(
@@ -762,6 +770,8 @@ START_TEST(second_run_refused)
 	free(out);
 	ck_assert_int_eq(ingest(&e, "--restore", NULL, NULL, &out), 75);
 	free(out);
+	PQclear(itest_pg_exec(holder, "COMMIT"));
+	PQfinish(holder);
 	ck_assert_int_eq(itest_wait(&p, 120000), 0);
 	itest_stop(&p);
 	/* the refused ones left no rows */
